@@ -1,0 +1,92 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# rust_emergency_reset: out-of-tree build, tests and demo.
+#
+#   make                     build rust_emergency_reset.ko against $(KDIR)
+#   make print-kdir          the KDIR that would be used
+#   make CLIPPY=1            the same, with clippy (must be warning-free)
+#   make modules_install     install into /lib/modules/<KDIR's release>/ (as root)
+#   make clean
+#   make check               set up what is missing, run host unit tests and the QEMU suite
+#   make demo                set up what is missing, show the seed scenario in QEMU
+#
+# KDIR defaults to the running kernel's build directory when it carries Rust
+# metadata (rust/libkernel.rmeta), otherwise to the project's test kernel,
+# built on demand into a cache outside the clone (scripts/build-kernel.sh).
+# Loading the module resets the machine it runs on: the tests load it only
+# inside QEMU guests.
+
+LLVM ?= -19
+export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+ifndef KDIR
+KDIR := $(shell scripts/kdir.sh)
+endif
+TEST_KDIR = $(shell scripts/build-kernel.sh --print-dir)
+KBUILD_ARGS = LLVM=$(LLVM) $(if $(CLIPPY),CLIPPY=$(CLIPPY))
+
+# The test modules the QEMU suite loads next to ours (deliberately broken).
+TEST_MODULES := $(CURDIR)/qemu-tests/modules
+
+.PHONY: all modules kernel print-kdir modules_install clean setup check check-run \
+	demo demo-run test-modules unit-test rustfmt rustfmtcheck
+
+all: modules
+
+# Build the test kernel when KDIR is the test kernel and it is not built yet.
+kernel:
+	@if [ "$(KDIR)" = "$(TEST_KDIR)" ]; then scripts/build-kernel.sh >/dev/null; fi
+	@test -f "$(KDIR)/Module.symvers" || { echo "KDIR=$(KDIR) is no built kernel tree"; exit 1; }
+	@test -f "$(KDIR)/rust/libkernel.rmeta" || { \
+		echo "KDIR=$(KDIR) has no rust/libkernel.rmeta: build against a kernel with CONFIG_RUST=y"; \
+		exit 1; }
+
+modules: kernel
+	$(MAKE) -C $(KDIR) M=$(CURDIR) $(KBUILD_ARGS) modules
+
+test-modules: kernel
+	$(MAKE) -C $(KDIR) M=$(TEST_MODULES) $(KBUILD_ARGS) modules
+
+print-kdir:
+	@echo $(KDIR)
+
+modules_install: modules
+	$(MAKE) -C $(KDIR) M=$(CURDIR) $(KBUILD_ARGS) modules_install
+	depmod -a $$(cat $(KDIR)/include/config/kernel.release)
+
+clean:
+	rm -rf *.ko *.o *.mod *.mod.c *.mod.o .*.cmd .*.d Module.symvers modules.order .tmp_versions \
+		$(addprefix $(TEST_MODULES)/,*.ko *.o *.mod *.mod.c .*.cmd .*.d Module.symvers modules.order) \
+		logic/target qemu-tests/target
+
+# Root installs what is missing; anyone else is told what is missing.
+setup:
+	@if [ "$$(id -u)" = 0 ]; then scripts/setup.sh; else scripts/setup.sh --check; fi
+
+unit-test:
+	cd logic && cargo test --quiet
+
+# The QEMU suite boots the test kernel whatever KDIR says.
+check-run:
+	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
+	$(MAKE) unit-test
+	cd qemu-tests && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
+		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release -- --test-threads=2
+
+check: setup
+	$(MAKE) check-run
+
+demo-run:
+	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
+	cd qemu-tests && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
+		RER_TEST_MODULES=$(TEST_MODULES) cargo run --release --quiet --bin demo
+
+demo: setup
+	$(MAKE) demo-run
+
+rustfmt:
+	rustfmt --config-path .rustfmt.toml $$(git ls-files '*.rs')
+
+rustfmtcheck:
+	rustfmt --config-path .rustfmt.toml --check $$(git ls-files '*.rs')

@@ -1,0 +1,569 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! QEMU harness for `rust_emergency_reset`.
+//!
+//! A test describes a guest ([`Guest`]): the machine, the CPUs, and a shell
+//! scenario that runs as the guest's `/init` after the boot. The harness packs
+//! busybox, the scenario and the modules into an initramfs, boots the test
+//! kernel under TCG with `-no-reboot`, records the serial console, and watches
+//! QMP. A reset is only ever concluded from QMP's
+//! `SHUTDOWN {"guest": true, "reason": "guest-reset"}` event; a guest is only
+//! ever called alive from a marker it printed on its console.
+//!
+//! Modules are loaded only by the guest's `/init`, which refuses to run unless
+//! it is PID 1 of a kernel booted with `rer_guest=1`: nothing here loads a
+//! module on the host.
+//!
+//! Inputs come from the environment (`make check` sets them):
+//! `RER_KDIR` (the test kernel tree), `RER_MODULE` (`rust_emergency_reset.ko`),
+//! `RER_TEST_MODULES` (the directory of the deliberately broken modules).
+//! Serial logs are kept in `target/serial-logs/<test>.log`.
+
+use serde_json::Value;
+use std::{
+    fs,
+    io::{
+        BufRead,
+        BufReader,
+        Read,
+        Write, //
+    },
+    os::unix::net::UnixStream,
+    path::{
+        Path,
+        PathBuf, //
+    },
+    process::{
+        Child,
+        ChildStdin,
+        Command,
+        Stdio, //
+    },
+    sync::mpsc,
+    thread,
+    time::{
+        Duration,
+        Instant, //
+    },
+};
+
+mod cpio;
+
+/// The marker the guest prints once `/init` starts running the scenario.
+pub const BOOTED: &str = "RER-BOOTED";
+/// The marker a scenario prints when it has finished and the guest is alive.
+pub const DONE: &str = "RER-DONE";
+
+/// Where the inputs of the tests are, from the environment `make check` sets.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    /// The test kernel's bzImage.
+    pub kernel: PathBuf,
+    /// `rust_emergency_reset.ko`.
+    pub module: PathBuf,
+    /// The directory holding the deliberately broken test modules.
+    pub test_modules: PathBuf,
+}
+
+impl Inputs {
+    /// Reads the inputs from the environment. Panics with what to do when one is missing.
+    pub fn from_env() -> Inputs {
+        let var = |name: &str| -> PathBuf {
+            match std::env::var_os(name) {
+                Some(v) => PathBuf::from(v),
+                None => panic!("{name} is not set: run the QEMU tests with `make check`"),
+            }
+        };
+        let inputs = Inputs {
+            kernel: var("RER_KDIR").join("arch/x86/boot/bzImage"),
+            module: var("RER_MODULE"),
+            test_modules: var("RER_TEST_MODULES"),
+        };
+        for p in [&inputs.kernel, &inputs.module, &inputs.test_modules] {
+            assert!(
+                p.exists(),
+                "{} does not exist: run `make check`",
+                p.display()
+            );
+        }
+        inputs
+    }
+
+    /// A deliberately broken module from `qemu-tests/modules`, by name.
+    pub fn test_module(&self, name: &str) -> PathBuf {
+        let p = self.test_modules.join(format!("{name}.ko"));
+        assert!(
+            p.exists(),
+            "{} does not exist: run `make check`",
+            p.display()
+        );
+        p
+    }
+}
+
+/// A guest to boot.
+#[derive(Clone, Debug)]
+pub struct Guest {
+    /// A name for logs: the test's name.
+    pub name: String,
+    /// `-machine` value, e.g. `q35`, `pc`, `q35,i8042=off`.
+    pub machine: String,
+    /// `-smp` value.
+    pub cpus: u32,
+    /// Shell commands run by `/init` (busybox `sh`, `set -x` not on).
+    pub scenario: String,
+    /// Files put in the guest's `/modules/` under their own names.
+    pub modules: Vec<PathBuf>,
+    /// Extra kernel command line.
+    pub cmdline: String,
+    /// Hard limit for the whole run; the VM is killed then.
+    pub timeout: Duration,
+}
+
+impl Guest {
+    /// A `q35` guest with 2 CPUs, `rust_emergency_reset.ko` in `/modules` and a 60 s limit.
+    pub fn new(name: &str, inputs: &Inputs, scenario: &str) -> Guest {
+        Guest {
+            name: name.to_string(),
+            machine: "q35".to_string(),
+            cpus: 2,
+            scenario: scenario.to_string(),
+            modules: vec![inputs.module.clone()],
+            cmdline: String::new(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The same guest on another machine type.
+    pub fn machine(mut self, machine: &str) -> Guest {
+        self.machine = machine.to_string();
+        self
+    }
+
+    /// Adds a module file to `/modules`.
+    pub fn with_module(mut self, path: PathBuf) -> Guest {
+        self.modules.push(path);
+        self
+    }
+
+    /// The same guest without `rust_emergency_reset.ko`.
+    pub fn without_our_module(mut self, inputs: &Inputs) -> Guest {
+        self.modules.retain(|m| m != &inputs.module);
+        self
+    }
+
+    /// Another hard time limit.
+    pub fn timeout(mut self, timeout: Duration) -> Guest {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// The guest's `/init`: mounts, the safety check, the scenario, the markers.
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /tmp /etc
+/bin/busybox mount -t proc proc /proc
+# Never run a scenario anywhere but in a test VM: it loads modules that oops.
+if [ "$$" != 1 ] || ! /bin/busybox grep -qw rer_guest=1 /proc/cmdline; then
+	echo "rust_emergency_reset test init: not PID 1 of a test guest; refusing to run"
+	exit 1
+fi
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo 'root:x:0:0::/:/bin/sh' > /etc/passwd
+echo 'nobody:x:65534:65534::/:/bin/sh' >> /etc/passwd
+echo 'root:x:0:' > /etc/group
+echo 'nogroup:x:65534:' >> /etc/group
+echo "RER-BOOTED cpus=$(nproc)"
+. /scenario.sh
+echo "RER-DONE"
+while :; do sleep 1000; done
+"#;
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// QMP reported `SHUTDOWN` with `guest: true` and `reason: guest-reset`.
+    GuestReset,
+    /// QMP reported another `SHUTDOWN` (reason given).
+    Shutdown(String),
+    /// The guest printed [`DONE`]: the scenario ran to its end and the guest is alive.
+    Done,
+    /// Nothing of the above before the time limit: the VM was killed.
+    TimedOut,
+    /// QEMU exited on its own without a SHUTDOWN event (status given).
+    Exited(Option<i32>),
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct Outcome {
+    /// How it ended.
+    pub ending: Ending,
+    /// Everything the guest printed on its serial console.
+    pub serial: String,
+    /// Where the serial log was kept.
+    pub log: PathBuf,
+    /// From the start of QEMU to the ending.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Whether the console shows `marker`.
+    pub fn saw(&self, marker: &str) -> bool {
+        self.serial.contains(marker)
+    }
+
+    /// Lines of the console that contain `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<&str> {
+        self.serial.lines().filter(|l| l.contains(needle)).collect()
+    }
+
+    /// Asserts that the guest reset, naming the log otherwise.
+    pub fn assert_reset(&self) {
+        assert_eq!(
+            self.ending,
+            Ending::GuestReset,
+            "expected a guest-reset; serial log: {}\n{}",
+            self.log.display(),
+            tail(&self.serial, 40)
+        );
+    }
+
+    /// Asserts that the guest finished its scenario alive, without a reset.
+    pub fn assert_alive(&self) {
+        assert_eq!(
+            self.ending,
+            Ending::Done,
+            "expected the guest alive at the end of its scenario; serial log: {}\n{}",
+            self.log.display(),
+            tail(&self.serial, 40)
+        );
+    }
+}
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// What the reader threads report.
+enum Report {
+    Serial(String),
+    Qmp(Value),
+    SerialClosed,
+}
+
+/// A running QEMU, killed when dropped (a failing or panicking test included).
+pub struct Vm {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    qmp: UnixStream,
+    reports: mpsc::Receiver<Report>,
+    serial: String,
+    log: fs::File,
+    log_path: PathBuf,
+    started: Instant,
+    deadline: Instant,
+    ending: Option<Ending>,
+    dir: PathBuf,
+    echo: bool,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `target/` of this crate: where logs and scratch files go.
+fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target")
+}
+
+impl Vm {
+    /// Packs the initramfs and boots `guest`.
+    pub fn start(guest: &Guest, inputs: &Inputs) -> Vm {
+        let dir = target_dir()
+            .join("vms")
+            .join(format!("{}-{}", guest.name, std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let logs = target_dir().join("serial-logs");
+        fs::create_dir_all(&logs).unwrap();
+        let log_path = logs.join(format!("{}.log", guest.name));
+
+        let initramfs = dir.join("initramfs.cpio");
+        let mut archive = cpio::Archive::new();
+        for d in ["bin", "dev", "proc", "sys", "tmp", "etc", "modules"] {
+            archive.dir(d);
+        }
+        archive.char_dev("dev/console", 5, 1);
+        archive.file("init", 0o755, INIT.as_bytes());
+        archive.file("scenario.sh", 0o644, guest.scenario.as_bytes());
+        archive.file("bin/busybox", 0o755, &fs::read(busybox()).unwrap());
+        for m in &guest.modules {
+            let name = m.file_name().unwrap().to_str().unwrap();
+            archive.file(&format!("modules/{name}"), 0o644, &fs::read(m).unwrap());
+        }
+        fs::write(&initramfs, archive.finish()).unwrap();
+
+        let qmp_path = dir.join("qmp.sock");
+        let cmdline = format!("console=ttyS0 rer_guest=1 panic=0 {}", guest.cmdline);
+        let mut child = Command::new("qemu-system-x86_64")
+            .args(["-accel", "tcg", "-machine", &guest.machine])
+            .args(["-smp", &guest.cpus.to_string(), "-m", "256M"])
+            .args([
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-no-reboot",
+            ])
+            .args(["-serial", "stdio"])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=on", qmp_path.display()))
+            .arg("-kernel")
+            .arg(&inputs.kernel)
+            .arg("-initrd")
+            .arg(&initramfs)
+            .args(["-append", cmdline.trim()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start qemu-system-x86_64: run scripts/setup.sh");
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().unwrap();
+
+        // QEMU waits for the QMP client before it runs the guest: no event is missed.
+        let qmp = connect(&qmp_path, &mut child);
+        let (tx, reports) = mpsc::channel();
+
+        let serial_tx = tx.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ = serial_tx.send(Report::SerialClosed);
+                        return;
+                    }
+                    Ok(n) => {
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        if serial_tx.send(Report::Serial(text)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let qmp_reader = qmp.try_clone().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(qmp_reader).lines() {
+                let Ok(line) = line else { return };
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(Report::Qmp(v)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+
+        let started = Instant::now();
+        let mut vm = Vm {
+            child,
+            stdin,
+            qmp,
+            reports,
+            serial: String::new(),
+            log: fs::File::create(&log_path).unwrap(),
+            log_path,
+            started,
+            deadline: started + guest.timeout,
+            ending: None,
+            dir,
+            echo: false,
+        };
+        vm.qmp_command("qmp_capabilities", serde_json::json!({}));
+        vm
+    }
+
+    /// Sends a QMP command; its answer is not awaited (events are what count).
+    pub fn qmp_command(&mut self, command: &str, arguments: Value) {
+        let msg = serde_json::json!({"execute": command, "arguments": arguments});
+        writeln!(self.qmp, "{msg}").expect("QMP write");
+    }
+
+    /// Writes raw bytes to the guest's serial console.
+    pub fn serial_write(&mut self, bytes: &[u8]) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = stdin.write_all(bytes);
+            let _ = stdin.flush();
+        }
+    }
+
+    /// Handles one report; returns whether the run ended.
+    fn handle(&mut self, report: Report) -> bool {
+        match report {
+            Report::Serial(text) => {
+                let _ = self.log.write_all(text.as_bytes());
+                if self.echo {
+                    print_console(&text);
+                }
+                self.serial.push_str(&text);
+                let tail_start = self
+                    .serial
+                    .len()
+                    .saturating_sub(text.len() + DONE.len() + 1);
+                let fresh = &self.serial[floor_char(&self.serial, tail_start)..];
+                if fresh.lines().any(|l| l.trim_end() == DONE) {
+                    self.ending = Some(Ending::Done);
+                }
+            }
+            Report::Qmp(v) => {
+                if v["event"] == "SHUTDOWN" {
+                    let reason = v["data"]["reason"].as_str().unwrap_or("").to_string();
+                    self.ending = Some(if reason == "guest-reset" && v["data"]["guest"] == true {
+                        Ending::GuestReset
+                    } else {
+                        Ending::Shutdown(reason)
+                    });
+                }
+            }
+            Report::SerialClosed => {
+                if self.ending.is_none() {
+                    let status = self.child.wait().ok().and_then(|s| s.code());
+                    self.ending = Some(Ending::Exited(status));
+                }
+            }
+        }
+        self.ending.is_some()
+    }
+
+    /// Waits until the console shows `marker` (returns true) or the run ends or
+    /// times out (returns false).
+    pub fn wait_for(&mut self, marker: &str) -> bool {
+        loop {
+            if self.serial.contains(marker) {
+                return true;
+            }
+            if self.ending.is_some() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= self.deadline {
+                return false;
+            }
+            match self.reports.recv_timeout(self.deadline - now) {
+                Ok(r) => {
+                    self.handle(r);
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Copies the guest's console to stdout, each line prefixed with `guest| `.
+    pub fn echo_console(&mut self, on: bool) {
+        self.echo = on;
+    }
+
+    /// Time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Runs until the guest resets, shuts down, prints [`DONE`], or the time limit.
+    pub fn finish(mut self) -> Outcome {
+        while self.ending.is_none() {
+            let now = Instant::now();
+            if now >= self.deadline {
+                self.ending = Some(Ending::TimedOut);
+                break;
+            }
+            match self.reports.recv_timeout(self.deadline - now) {
+                Ok(r) => {
+                    self.handle(r);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => self.ending = Some(Ending::TimedOut),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.ending = Some(Ending::Exited(None))
+                }
+            }
+        }
+        let elapsed = self.started.elapsed();
+        // Drain what the console printed before the end (the last log lines).
+        let _ = self.child.kill();
+        while let Ok(r) = self.reports.recv_timeout(Duration::from_millis(200)) {
+            if let Report::Serial(text) = r {
+                let _ = self.log.write_all(text.as_bytes());
+                self.serial.push_str(&text);
+            }
+        }
+        Outcome {
+            ending: self.ending.clone().unwrap(),
+            serial: std::mem::take(&mut self.serial),
+            log: self.log_path.clone(),
+            elapsed,
+        }
+    }
+}
+
+/// Prints console text with a `guest| ` prefix on each line.
+fn print_console(text: &str) {
+    let mut out = std::io::stdout().lock();
+    for piece in text.split_inclusive('\n') {
+        let _ = write!(out, "{}", piece.replace('\r', ""));
+        if piece.ends_with('\n') {
+            let _ = write!(out, "    guest| ");
+        }
+    }
+    let _ = out.flush();
+}
+
+/// The largest char boundary of `s` at or below `i`.
+fn floor_char(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Connects to QEMU's QMP socket, waiting for QEMU to create it.
+fn connect(path: &Path, child: &mut Child) -> UnixStream {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = UnixStream::connect(path) {
+            return s;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("qemu-system-x86_64 exited before QMP was up: {status}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "QMP socket never appeared"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The static busybox the guest runs.
+fn busybox() -> &'static str {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return p;
+        }
+    }
+    panic!("no static busybox: run scripts/setup.sh (package busybox-static)");
+}
+
+/// Boots `guest` and runs it to its end.
+pub fn run(guest: &Guest, inputs: &Inputs) -> Outcome {
+    Vm::start(guest, inputs).finish()
+}

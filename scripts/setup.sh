@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Install what building the test kernel, the module and the QEMU tests needs
+# on Debian 12 (bookworm).  Idempotent: a second run only checks and exits.
+#
+#   sudo scripts/setup.sh          install what is missing
+#   scripts/setup.sh --check       say what is missing, change nothing
+#
+# Never loads a module: it only installs build tools and QEMU.
+set -euo pipefail
+
+BINDGEN_VERSION=0.73.2
+LLVM_PKGS="clang-19 lld-19 llvm-19 libclang-19-dev"
+BUILD_PKGS="build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils kmod"
+TEST_PKGS="qemu-system-x86 busybox-static"
+SRC_PKG=linux-source-7.3
+BPO_LIST=/etc/apt/sources.list.d/emergency-reset-trixie-backports.sources
+BPO_PIN=/etc/apt/preferences.d/emergency-reset-trixie-backports
+
+check_only=0
+[ "${1:-}" = "--check" ] && check_only=1
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+missing_pkgs() {
+	local p
+	for p in $LLVM_PKGS $BUILD_PKGS $TEST_PKGS $SRC_PKG; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			printf '%s ' "$p"
+	done
+}
+
+bindgen_ok() {
+	command -v bindgen >/dev/null 2>&1 &&
+		[ "$(bindgen --version 2>/dev/null | awk '{print $2}')" = "$BINDGEN_VERSION" ]
+}
+
+rust_src_ok() {
+	[ -d "$(rustc --print sysroot 2>/dev/null)/lib/rustlib/src/rust/library" ]
+}
+
+pkgs=$(missing_pkgs)
+todo=""
+[ -n "$pkgs" ] && todo="${todo}packages: $pkgs
+"
+[ -f "$BPO_LIST" ] || [ -z "$pkgs" ] || todo="${todo}apt source: trixie-backports (for $SRC_PKG), pinned to 50
+"
+command -v rustc >/dev/null 2>&1 || todo="${todo}rustc (rustup)
+"
+rust_src_ok || todo="${todo}rustup component rust-src
+"
+bindgen_ok || todo="${todo}bindgen-cli $BINDGEN_VERSION
+"
+
+if [ -z "$todo" ]; then
+	echo "setup: everything is installed ($SRC_PKG $(dpkg-query -W -f='${Version}' $SRC_PKG)," \
+		"$(rustc --version | cut -d' ' -f1-2), bindgen $BINDGEN_VERSION," \
+		"$(qemu-system-x86_64 --version | head -1 | awk '{print $4}') qemu)"
+	exit 0
+fi
+
+if [ "$check_only" = 1 ] || [ "$(id -u)" != 0 ]; then
+	echo "setup: missing:" >&2
+	printf '%s' "$todo" | sed 's/^/  - /' >&2
+	if [ "$(id -u)" != 0 ]; then
+		echo "setup: run as root to install them:  sudo $0" >&2
+		echo "  or by hand: apt-get install $LLVM_PKGS $BUILD_PKGS $TEST_PKGS $SRC_PKG" >&2
+		echo "              (linux-source-7.3 is in trixie-backports; see Documentation/)" >&2
+		echo "              rustup component add rust-src" >&2
+		echo "              cargo install bindgen-cli --locked --version $BINDGEN_VERSION" >&2
+	fi
+	exit 1
+fi
+
+if [ -n "$pkgs" ]; then
+	if [ ! -f "$BPO_LIST" ]; then
+		mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+		[ -n "$mirror" ] || mirror=$(awk '/^deb / && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+		[ -n "$mirror" ] || { echo "setup: cannot find the Debian mirror this machine uses" >&2; exit 1; }
+		cat >"$BPO_LIST" <<SRC
+Types: deb
+URIs: $mirror
+Suites: trixie-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+		cat >"$BPO_PIN" <<PIN
+Package: *
+Pin: release n=trixie-backports
+Pin-Priority: 50
+PIN
+		echo "setup: added trixie-backports ($mirror), pinned to 50"
+	fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs
+	echo "setup: installed $pkgs"
+	echo "setup: $SRC_PKG $(dpkg-query -W -f='${Version}' $SRC_PKG)"
+fi
+
+command -v rustc >/dev/null 2>&1 || { echo "setup: no rustc; install rustup first" >&2; exit 1; }
+rust_src_ok || rustup component add rust-src
+if ! bindgen_ok; then
+	LIBCLANG_PATH=/usr/lib/llvm-19/lib cargo install bindgen-cli --locked --version "$BINDGEN_VERSION"
+fi
+echo "setup: done ($(rustc --version | cut -d' ' -f1-2), bindgen $(bindgen --version | awk '{print $2}'))"
