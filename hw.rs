@@ -1,19 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The one place where `rust_emergency_reset` touches hardware or C.
+//! The one place where `rust_emergency_reset` touches hardware.
 //!
-//! Everything here is a small safe wrapper around one port access or one
-//! foreign call, with the reason it is sound next to it. None of these
-//! functions sleeps, allocates or takes a lock: they may run with interrupts
-//! off, in an NMI, or on a machine whose other CPUs hold every lock.
+//! Every function here is a small safe wrapper around a few port accesses or
+//! CPU instructions, with the reason it is sound next to it. None of them
+//! sleeps, allocates or takes a lock: they may run with interrupts off, in an
+//! NMI, or on a machine whose other CPUs hold every lock. The facts follow
+//! `arch/x86/kernel/reboot.c`.
 
 use core::arch::asm;
-use kernel::{
-    bindings,
-    time::{
-        delay,
-        Delta, //
-    },
+use kernel::time::{
+    delay,
+    Delta, //
 };
 
 /// The 8042 keyboard controller's status (read) and command (write) port.
@@ -22,6 +20,16 @@ const I8042_STATUS_CMD: u16 = 0x64;
 const I8042_STATUS_IBF: u8 = 1 << 1;
 /// 8042 command: pulse the output port's bit 0, the CPU reset line.
 const I8042_CMD_PULSE_RESET: u8 = 0xfe;
+
+/// The chipset's reset-control register (Intel PIIX/ICH "RST_CNT").
+const RST_CNT: u16 = 0xcf9;
+/// RST_CNT bit 1: system reset (hard reset when set with bit 3).
+const RST_CNT_SYS_RST: u8 = 1 << 1;
+/// RST_CNT bits 1-3: full (cold) reset, the kernel's `reboot=pci` value for a cold boot.
+const RST_CNT_COLD_RESET: u8 = 0x0e;
+
+/// PCI configuration mechanism #1: address and data ports.
+const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
 
 /// Reads a byte from an I/O port.
 ///
@@ -51,9 +59,26 @@ unsafe fn outb(port: u16, value: u8) {
     };
 }
 
+/// Writes a doubleword to an I/O port.
+///
+/// # Safety
+///
+/// As for [`outb`].
+unsafe fn outl(port: u16, value: u32) {
+    // SAFETY: as for `outb`.
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+    };
+}
+
 /// Busy-waits for `us` microseconds. Never sleeps.
-pub(crate) fn udelay(us: i64) {
-    delay::udelay(Delta::from_micros(us));
+pub(crate) fn udelay(us: u32) {
+    let mut left = us;
+    while left > 0 {
+        let step = left.min(1000);
+        delay::udelay(Delta::from_micros(i64::from(step)));
+        left -= step;
+    }
 }
 
 /// The 8042 status byte. 0xFF means no controller answers at port 0x64.
@@ -64,42 +89,81 @@ pub(crate) fn i8042_status() -> u8 {
 
 /// Asks the 8042 to pulse the CPU reset line, after waiting at most
 /// `wait_us` microseconds (in 2 µs steps) for its input buffer to empty.
-/// Returns whether the buffer emptied in time; the command is sent either
-/// way, as the kernel's own `kb_wait()` path does.
-pub(crate) fn i8042_pulse_reset(wait_us: u32) -> bool {
-    let mut ready = false;
+/// The command is sent either way, as the kernel's own `kb_wait()` path does.
+pub(crate) fn i8042_pulse_reset(wait_us: u32) {
     for _ in 0..wait_us.div_ceil(2) {
         if i8042_status() & I8042_STATUS_IBF == 0 {
-            ready = true;
             break;
         }
         udelay(2);
     }
     // SAFETY: 0xFE to port 0x64 is the 8042's "pulse reset line" command: resetting the machine
-    // is exactly what the caller asked for. On a machine without an 8042 the write goes nowhere.
+    // is exactly what the caller asked for.
     unsafe { outb(I8042_STATUS_CMD, I8042_CMD_PULSE_RESET) };
-    ready
 }
 
-/// Whether the caller has `CAP_SYS_BOOT` in the initial user namespace.
-pub(crate) fn capable_sys_boot() -> bool {
-    // SAFETY: `capable()` may be called from any process context; it checks the current task's
-    // credentials against `init_user_ns`.
-    unsafe { bindings::capable(bindings::CAP_SYS_BOOT as i32) }
+/// The reset-control register at 0xCF9. 0xFF means there is none.
+pub(crate) fn cf9_read() -> u8 {
+    // SAFETY: reading RST_CNT has no side effect; on a machine without it the read floats.
+    unsafe { inb(RST_CNT) }
 }
 
-/// Monotonic nanoseconds, safe to read from any context (even NMI) without a lock.
-pub(crate) fn now_ns() -> u64 {
-    // SAFETY: `ktime_get_mono_fast_ns()` is lock-free and NMI-safe by design.
-    unsafe { bindings::ktime_get_mono_fast_ns() }
+/// Requests a hard reset, then performs a cold one, through 0xCF9 (the
+/// kernel's `BOOT_CF9` sequence, 50 µs apart).
+pub(crate) fn cf9_reset() {
+    let cf9 = cf9_read() & !RST_CNT_COLD_RESET;
+    // SAFETY: these are the writes `reboot=pci` makes: first arm a hard reset, then trigger
+    // a cold reset. Resetting the machine is what the caller asked for.
+    unsafe { outb(RST_CNT, cf9 | RST_CNT_SYS_RST) };
+    udelay(50);
+    // SAFETY: as above.
+    unsafe { outb(RST_CNT, cf9 | RST_CNT_COLD_RESET) };
+    udelay(50);
 }
 
-/// The current process's pid (its thread group id).
-///
-/// Read through the kernel's own accessor, not from `task_struct` fields:
-/// bindgen's layout of `task_struct` does not match C's in this kernel.
-pub(crate) fn current_pid() -> i32 {
-    kernel::current!().tgid_nr_ns(None)
+/// Writes `value` to an I/O port named by the ACPI FADT's reset register.
+pub(crate) fn acpi_io_reset(port: u16, value: u8) {
+    // SAFETY: the firmware declares this port and value as the machine's reset register; the
+    // caller asked for a reset.
+    unsafe { outb(port, value) };
+}
+
+/// Writes `value` to a bus-0 PCI configuration register through ports
+/// 0xCF8/0xCFC directly (not `raw_pci_write()`, which takes `pci_config_lock`).
+/// Another CPU's half-done config access may be clobbered: the machine is
+/// being reset.
+pub(crate) fn pci_config_reset(address: u32, data_port: u16, value: u8) {
+    // SAFETY: select the firmware's reset register with configuration mechanism #1, then write
+    // its reset value through the data port: exactly the access the firmware describes.
+    unsafe {
+        outl(PCI_CONFIG_ADDRESS, address);
+        outb(data_port, value);
+    }
+}
+
+/// Loads an empty IDT and raises `int3`: the CPU cannot deliver the
+/// exception, nor the double fault that follows, and shuts down (triple
+/// fault), which resets a PC. Does not return.
+pub(crate) fn triple_fault() -> ! {
+    /// The operand of `lidt`: limit 0, base 0.
+    #[repr(C, packed)]
+    struct Idtr {
+        limit: u16,
+        base: u64,
+    }
+    let idtr = Idtr { limit: 0, base: 0 };
+    // SAFETY: deliberately destroys this CPU's ability to take interrupts and exceptions: with
+    // interrupts off and an empty IDT, `int3` escalates to a triple fault and a reset, as
+    // `native_machine_emergency_restart()`'s BOOT_TRIPLE does. Nothing after it runs.
+    unsafe {
+        asm!(
+            "cli",
+            "lidt [{0}]",
+            "int3",
+            in(reg) &idtr,
+            options(noreturn)
+        )
+    }
 }
 
 /// Local interrupts off until dropped, then back to what they were.
@@ -108,8 +172,8 @@ pub(crate) struct IrqsOff(u64);
 impl IrqsOff {
     pub(crate) fn new() -> IrqsOff {
         let flags: u64;
-        // SAFETY: saves RFLAGS and clears IF on this CPU. No memory is touched besides the
-        // stack slot `pushfq` uses; the saved flags are restored by `drop`.
+        // SAFETY: saves RFLAGS and clears IF on this CPU. Only the stack slot `pushfq` uses is
+        // touched; `drop` restores the saved flags.
         unsafe { asm!("pushfq", "pop {0}", "cli", out(reg) flags, options(nomem)) };
         IrqsOff(flags)
     }
@@ -117,34 +181,8 @@ impl IrqsOff {
 
 impl Drop for IrqsOff {
     fn drop(&mut self) {
-        // SAFETY: restores the RFLAGS saved by `new` on this CPU (interrupts stay off in
+        // SAFETY: restores the RFLAGS saved by `new` on this CPU (interrupts stayed off in
         // between, so this is the same CPU), re-enabling interrupts only if they were on.
         unsafe { asm!("push {0}", "popfq", in(reg) self.0, options(nomem)) };
-    }
-}
-
-/// This CPU holds the kernel's panic CPU slot until dropped.
-///
-/// While it does, printk writes to nbcon consoles (the 8250 in linux 7.3) synchronously
-/// from this CPU, as during a panic, instead of handing lines to the printer thread
-/// that a reset would never let run. It never waits: if another CPU is already
-/// panicking, nothing is claimed and the log line stays best effort.
-pub(crate) struct PanicCpuClaim(bool);
-
-impl PanicCpuClaim {
-    /// Claims the panic CPU slot for this CPU. Call with interrupts off, so that the
-    /// task cannot move to another CPU while it holds the slot.
-    pub(crate) fn new(_irqs_off: &IrqsOff) -> PanicCpuClaim {
-        // SAFETY: `panic_try_start()` is one atomic compare-and-exchange of `panic_cpu`.
-        PanicCpuClaim(unsafe { bindings::panic_try_start() })
-    }
-}
-
-impl Drop for PanicCpuClaim {
-    fn drop(&mut self) {
-        if self.0 {
-            // SAFETY: this CPU claimed the slot in `new`; giving it back is one atomic store.
-            unsafe { bindings::panic_reset() };
-        }
     }
 }

@@ -3,43 +3,82 @@
 //! Emergency reset for a wedged x86 machine.
 //!
 //! ```sh
-//! echo reset > /dev/emergency_reset        # reset now
-//! echo 'reset kbd' > /dev/emergency_reset  # reset with one named method only
+//! modprobe rust_emergency_reset [methods=kbd,acpi,cf9,triple] [sysrq_key=x]
+//! echo reset > /dev/emergency_reset        # reset now, methods in order
+//! echo 'reset cf9' > /dev/emergency_reset  # reset with one method only
+//! cat /dev/emergency_reset                 # status: order, methods, counters
+//! echo x > /proc/sysrq-trigger             # the same reset, by sysrq (also Alt+SysRq+x)
 //! ```
 //!
-//! The machine is reset at once, without syncing or unmounting anything, by
-//! writing 0xFE to the 8042 keyboard controller's command port (0x64), which
-//! pulses the CPU reset line. Nothing on that path goes through `reboot(2)`,
-//! `kernel_restart()` or `emergency_restart()`, takes a lock, sleeps or
-//! allocates: it still works when a dead task holds `system_transition_mutex`
-//! and `reboot -f` hangs forever.
+//! The machine is reset at once, without syncing or unmounting anything. The
+//! reset path never goes through `reboot(2)`, `kernel_restart()` or
+//! `emergency_restart()`, takes no lock, sleeps or allocates: it still works
+//! when a dead task holds `system_transition_mutex` and `reboot -f` hangs.
 //!
-//! The writer needs `CAP_SYS_BOOT` in the initial user namespace (`-EPERM`
-//! otherwise). Anything but a documented command is refused with `-EINVAL`.
-//! When the write returns at all, no method reset the machine: `-EIO`.
+//! Methods, tried in the order of `methods=` (each resolved at load; one that
+//! is unavailable on this machine is skipped):
+//!
+//! - `kbd`: 0xFE to the 8042 keyboard controller's port 0x64 (reset line pulse);
+//! - `acpi`: the FADT reset register (I/O, memory mapped at load, or bus-0 PCI
+//!   config through raw 0xCF8/0xCFC accesses);
+//! - `cf9`: the chipset's reset-control register at port 0xCF9;
+//! - `triple`: an empty IDT and `int3`; never returns.
+//!
+//! A writer needs `CAP_SYS_BOOT` in the initial user namespace (`-EPERM`).
+//! Anything but a documented command is refused with `-EINVAL`. When the write
+//! returns at all, no method reset the machine: `-EIO`.
 //!
 //! See `Documentation/admin-guide/emergency-reset.rst`.
 
+use core::{
+    fmt,
+    sync::atomic::{
+        AtomicU64,
+        Ordering, //
+    },
+};
 use kernel::{
-    fs::Kiocb,
-    iov::IovIterSource,
+    fs::{
+        File,
+        Kiocb, //
+    },
+    iov::{
+        IovIterDest,
+        IovIterSource, //
+    },
     miscdevice::{
         MiscDevice,
         MiscDeviceOptions,
         MiscDeviceRegistration, //
     },
-    prelude::*, //
+    prelude::*,
+    str::BStr,
+    sync::SetOnce,
 };
 
+mod ffi;
 mod hw;
 #[path = "logic/src/logic.rs"]
 pub mod logic;
 
 use logic::{
+    acpi_target,
+    format_status,
     parse_command,
+    parse_methods,
+    parse_sysrq_key,
+    AcpiTarget,
+    Availability,
+    BadSysrqKey,
+    BufWriter,
     Command,
     Method,
+    MethodList,
+    MethodsError,
     RateLimit,
+    ResetRegister,
+    Status,
+    Unavailable,
     MAX_COMMAND_LEN, //
 };
 
@@ -47,69 +86,132 @@ module! {
     type: EmergencyReset,
     name: "rust_emergency_reset",
     authors: ["rust_emergency_reset developers"],
-    description: "Reset a wedged x86 machine through the 8042, without reboot(2) or its locks",
+    description: "Reset a wedged x86 machine without reboot(2) or its locks",
     license: "GPL",
 }
+
+ffi::string_param!(
+    METHODS,
+    "methods",
+    64,
+    "kbd,acpi,cf9,triple",
+    "Reset methods in the order to try them, comma-separated (default kbd,acpi,cf9,triple)"
+);
+ffi::string_param!(
+    SYSRQ_KEY,
+    "sysrq_key",
+    8,
+    "x",
+    "Sysrq key that resets (0-9, a-z, A-Z; default x; empty: no sysrq key)"
+);
 
 /// Longest wait for the 8042 to take a command, in microseconds.
 const I8042_WAIT_US: u32 = 10_000;
 /// Time a method gets to take effect before the next one is tried, in microseconds.
-const SETTLE_US: i64 = 50_000;
+const SETTLE_US: u32 = 50_000;
 
 /// At most 10 lines about refused writes every 5 s.
 static REFUSALS_LOG: RateLimit = RateLimit::new(5_000_000_000, 10);
+/// Resets attempted since load.
+static TRIGGERS: AtomicU64 = AtomicU64::new(0);
+/// Writes refused since load.
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// How the ACPI method writes its value, resolved at load.
+#[derive(Clone, Copy)]
+enum AcpiWrite {
+    Io(u16),
+    Memory(ffi::MmioByte),
+    PciConfig { address: u32, data_port: u16 },
+}
+
+/// Everything the reset path needs, resolved at load and never changed.
+#[derive(Clone, Copy)]
+struct Engine {
+    order: MethodList,
+    availability: [Availability; Method::ALL.len()],
+    acpi: Option<(AcpiWrite, u8)>,
+    reset_register: Option<ResetRegister>,
+    sysrq_key: Option<u8>,
+}
+
+/// Set once by `init`, before the device and the sysrq key are registered.
+static ENGINE: SetOnce<Engine> = SetOnce::new();
 
 /// What asked for the reset; named in the last log line.
 #[derive(Clone, Copy)]
 enum Trigger {
     Device,
+    Sysrq(u8),
 }
 
-impl Trigger {
-    const fn name(self) -> &'static str {
-        match self {
-            Trigger::Device => "/dev/emergency_reset",
+impl kernel::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Trigger::Device => f.write_str("/dev/emergency_reset"),
+            Trigger::Sysrq(k) => write!(f, "sysrq-{}", k as char),
         }
     }
 }
 
-/// Tries one method. Returns only if the machine is still running.
-fn attempt(method: Method) {
+/// The kernel's formatting macros take `kernel::fmt::Display`; the shared
+/// logic implements `core::fmt::Display`.
+impl kernel::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Tries one method, then gives it [`SETTLE_US`] to act. Returns only if the
+/// machine is still running.
+fn attempt(engine: &Engine, method: Method) {
     match method {
-        Method::Kbd => {
-            hw::i8042_pulse_reset(I8042_WAIT_US);
-        }
+        Method::Kbd => hw::i8042_pulse_reset(I8042_WAIT_US),
+        Method::Acpi => match engine.acpi {
+            Some((AcpiWrite::Io(port), value)) => hw::acpi_io_reset(port, value),
+            Some((AcpiWrite::Memory(byte), value)) => byte.write(value),
+            Some((AcpiWrite::PciConfig { address, data_port }, value)) => {
+                hw::pci_config_reset(address, data_port, value)
+            }
+            None => return,
+        },
+        Method::Cf9 => hw::cf9_reset(),
+        Method::Triple => hw::triple_fault(),
     }
-    // Give the reset line time to act before declaring failure.
-    let mut left = SETTLE_US;
-    while left > 0 {
-        hw::udelay(left.min(1000));
-        left -= 1000;
-    }
+    hw::udelay(SETTLE_US);
 }
 
-/// Resets the machine with `only`, or with every method in order.
+/// Resets the machine with `only`, or with every configured method in order.
 ///
 /// Returns `EIO` if the machine is still running afterwards. Runs with local
 /// interrupts off; never sleeps, allocates or takes a lock. The log line is
 /// best effort: printed synchronously while this CPU holds the panic slot
-/// (see [`hw::PanicCpuClaim`]), never waiting for a console another CPU holds.
+/// (see [`ffi::PanicCpuClaim`]), never waiting for a console another CPU holds.
 fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
-    let pid = hw::current_pid();
+    TRIGGERS.fetch_add(1, Ordering::Relaxed);
+    let Some(engine) = ENGINE.as_ref() else {
+        return Err(EIO);
+    };
+    let pid = ffi::current_pid();
     let irqs_off = hw::IrqsOff::new();
-    let log_sync = hw::PanicCpuClaim::new(&irqs_off);
-    let order: &[Method] = match only {
+    let log_sync = ffi::PanicCpuClaim::new(&irqs_off);
+    let order = match only {
         Some(ref m) => core::slice::from_ref(m),
-        None => &Method::ALL,
+        None => engine.order.as_slice(),
     };
     for &method in order {
-        pr_emerg!(
-            "resetting now: trigger {}, method {}, caller pid {}\n",
-            trigger.name(),
-            method.name(),
-            pid
-        );
-        attempt(method);
+        match engine.availability[method.index()] {
+            Ok(()) => {
+                pr_emerg!(
+                    "resetting now: trigger {}, method {}, caller pid {}\n",
+                    trigger,
+                    method.name(),
+                    pid
+                );
+                attempt(engine, method);
+            }
+            Err(why) => pr_emerg!("skipping method {}: {}\n", method.name(), why),
+        }
     }
     pr_emerg!("reset failed: the machine is still running\n");
     drop(log_sync);
@@ -117,30 +219,126 @@ fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
     Err(EIO)
 }
 
-/// Logs why a write was refused, at most [`REFUSALS_LOG`]'s rate.
+/// The sysrq key's action (called from [`ffi`]'s handler, in any context).
+fn sysrq_reset(key: u8) {
+    let _ = emergency_reset(Trigger::Sysrq(key), None);
+}
+
+/// Counts a refused write and logs why, at most [`REFUSALS_LOG`]'s rate.
 fn refuse(err: Error, why: &str) -> Error {
-    if REFUSALS_LOG.allow(hw::now_ns()) {
-        pr_warn!("refused a write from pid {}: {}\n", hw::current_pid(), why);
+    REFUSED.fetch_add(1, Ordering::Relaxed);
+    if REFUSALS_LOG.allow(ffi::now_ns()) {
+        pr_warn!("refused a write from pid {}: {}\n", ffi::current_pid(), why);
     }
     err
 }
 
+/// Parses the parameters and probes the machine. Returns the mapping the
+/// engine's ACPI method writes through, if it needs one.
+fn setup() -> Result<Option<ffi::IoMapping>> {
+    let order = parse_methods(METHODS.value()).map_err(|e| {
+        let value = BStr::from_bytes(METHODS.value());
+        match e {
+            MethodsError::Empty => pr_err!("methods=: no method given\n"),
+            MethodsError::Unknown { start, end } => pr_err!(
+                "methods=\"{}\": unknown method \"{}\" (known: kbd, acpi, cf9, triple)\n",
+                value,
+                BStr::from_bytes(&METHODS.value()[start..end])
+            ),
+            MethodsError::Repeated(m) => {
+                pr_err!("methods=\"{}\": {} named twice\n", value, m.name())
+            }
+        }
+        EINVAL
+    })?;
+    let sysrq_key = parse_sysrq_key(SYSRQ_KEY.value()).map_err(|BadSysrqKey| {
+        pr_err!(
+            "sysrq_key=\"{}\": not one of 0-9, a-z, A-Z (empty disables)\n",
+            BStr::from_bytes(SYSRQ_KEY.value())
+        );
+        EINVAL
+    })?;
+
+    let mut availability: [Availability; Method::ALL.len()] = [Ok(()); Method::ALL.len()];
+    if hw::i8042_status() == 0xff {
+        availability[Method::Kbd.index()] = Err(Unavailable::NoI8042);
+    }
+    if hw::cf9_read() == 0xff {
+        availability[Method::Cf9.index()] = Err(Unavailable::NoCf9);
+    }
+    let (revision, flags, reg) = ffi::fadt();
+    let mut mapping = None;
+    let acpi = match acpi_target(revision, flags, &reg) {
+        Ok(AcpiTarget::Io(port)) => Ok(AcpiWrite::Io(port)),
+        Ok(AcpiTarget::PciConfig { address, data_port }) => {
+            Ok(AcpiWrite::PciConfig { address, data_port })
+        }
+        Ok(AcpiTarget::Memory(phys)) => match ffi::IoMapping::map(phys) {
+            Some(m) => {
+                let byte = m.byte();
+                mapping = Some(m);
+                Ok(AcpiWrite::Memory(byte))
+            }
+            None => Err(Unavailable::MapFailed),
+        },
+        Err(why) => Err(why),
+    };
+    availability[Method::Acpi.index()] = acpi.map(|_| ());
+    let engine = Engine {
+        order,
+        availability,
+        acpi: acpi.ok().map(|w| (w, reg.value)),
+        reset_register: acpi_target(revision, flags, &reg).is_ok().then_some(reg),
+        sysrq_key,
+    };
+    if !ENGINE.populate(engine) {
+        return Err(EBUSY);
+    }
+    for m in Method::ALL {
+        match engine.availability[m.index()] {
+            Ok(()) => pr_info!("method {}: available\n", m.name()),
+            Err(why) => pr_info!("method {}: unavailable: {}\n", m.name(), why),
+        }
+    }
+    Ok(mapping)
+}
+
+/// Registers the sysrq key, if one is configured.
+fn register_sysrq() -> Result<Option<ffi::SysrqKey>> {
+    let Some(key) = ENGINE.as_ref().and_then(|e| e.sysrq_key) else {
+        return Ok(None);
+    };
+    match ffi::SysrqKey::register(key) {
+        Ok(k) => Ok(Some(k)),
+        Err(e) => {
+            pr_err!(
+                "sysrq key '{}' is taken ({:?}): choose another with sysrq_key=, or none with sysrq_key=\n",
+                key as char,
+                e
+            );
+            Err(e)
+        }
+    }
+}
+
+/// The module. Fields drop in declaration order: the triggers go before the
+/// mapping they may write through.
 #[pin_data]
 struct EmergencyReset {
+    _sysrq: Option<ffi::SysrqKey>,
     #[pin]
     _dev: MiscDeviceRegistration<ResetDevice>,
+    _mapping: Option<ffi::IoMapping>,
 }
 
 impl kernel::InPlaceModule for EmergencyReset {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        pr_info!(
-            "/dev/emergency_reset ready (8042 status {:#04x})\n",
-            hw::i8042_status()
-        );
         try_pin_init!(Self {
+            _mapping: setup()?,
             _dev <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"emergency_reset",
             }),
+            _sysrq: register_sysrq()?,
         })
     }
 }
@@ -152,16 +350,13 @@ struct ResetDevice;
 impl MiscDevice for ResetDevice {
     type Ptr = ();
 
-    fn open(_file: &kernel::fs::File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
         Ok(())
     }
 
     fn write_iter(_kiocb: Kiocb<'_, ()>, iov: &mut IovIterSource<'_>) -> Result<usize> {
-        if !hw::capable_sys_boot() {
-            return Err(refuse(
-                EPERM,
-                "no CAP_SYS_BOOT in the initial user namespace",
-            ));
+        if !ffi::capable_sys_boot() {
+            return Err(refuse(EPERM, "no CAP_SYS_BOOT in the initial user namespace"));
         }
         let len = iov.len();
         if len > MAX_COMMAND_LEN {
@@ -175,5 +370,21 @@ impl MiscDevice for ResetDevice {
             Ok(Command::Reset(only)) => emergency_reset(Trigger::Device, only).map(|()| len),
             Err(e) => Err(refuse(EINVAL, e.as_str())),
         }
+    }
+
+    fn read_iter(mut kiocb: Kiocb<'_, ()>, iov: &mut IovIterDest<'_>) -> Result<usize> {
+        let engine = ENGINE.as_ref().ok_or(EIO)?;
+        let status = Status {
+            order: engine.order.as_slice(),
+            availability: engine.availability,
+            reset_register: engine.reset_register,
+            sysrq_key: engine.sysrq_key,
+            triggers: TRIGGERS.load(Ordering::Relaxed),
+            refused: REFUSED.load(Ordering::Relaxed),
+        };
+        let mut buf = [0u8; 512];
+        let mut out = BufWriter::new(&mut buf);
+        format_status(&status, &mut out).map_err(|_| EOVERFLOW)?;
+        iov.simple_read_from_buffer(kiocb.ki_pos_mut(), out.as_bytes())
     }
 }

@@ -7,6 +7,7 @@
 //! This file is `core`-only and allocation-free. It is built into the module
 //! and into the host crate `logic/` (`cargo test`).
 
+use core::fmt;
 use core::sync::atomic::{
     AtomicU32,
     AtomicU64,
@@ -18,17 +19,31 @@ use core::sync::atomic::{
 pub enum Method {
     /// Pulse the reset line through the 8042 keyboard controller: 0xFE to port 0x64.
     Kbd,
+    /// Write the ACPI FADT reset register's value to it.
+    Acpi,
+    /// The chipset's reset-control register at port 0xCF9.
+    Cf9,
+    /// Interrupts off, an empty IDT, `int3`: the CPU triple-faults and resets.
+    Triple,
 }
 
 impl Method {
     /// Every method, in the default order.
-    pub const ALL: [Method; 1] = [Method::Kbd];
+    pub const ALL: [Method; 4] = [Method::Kbd, Method::Acpi, Method::Cf9, Method::Triple];
 
     /// The name used in commands, parameters and the status.
     pub const fn name(self) -> &'static str {
         match self {
             Method::Kbd => "kbd",
+            Method::Acpi => "acpi",
+            Method::Cf9 => "cf9",
+            Method::Triple => "triple",
         }
+    }
+
+    /// The position of this method in [`Method::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
     }
 
     /// The method called `name`, if any. Names are exact and lower case.
@@ -37,6 +52,79 @@ impl Method {
             .iter()
             .copied()
             .find(|m| m.name().as_bytes() == name)
+    }
+}
+
+/// An order of methods: each at most once, at least one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MethodList {
+    methods: [Method; Method::ALL.len()],
+    len: usize,
+}
+
+impl MethodList {
+    /// The default order: `kbd,acpi,cf9,triple`.
+    pub const DEFAULT: MethodList = MethodList {
+        methods: Method::ALL,
+        len: Method::ALL.len(),
+    };
+
+    /// The methods, in order.
+    pub fn as_slice(&self) -> &[Method] {
+        &self.methods[..self.len]
+    }
+}
+
+/// Why a `methods=` value was refused. Offsets are into the value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MethodsError {
+    /// No method at all.
+    Empty,
+    /// `value[start..end]` names no method (it may be empty: `kbd,,cf9`).
+    Unknown {
+        /// Start of the bad name.
+        start: usize,
+        /// End of the bad name.
+        end: usize,
+    },
+    /// A method named twice.
+    Repeated(Method),
+}
+
+/// Parses a `methods=` value: method names separated by single commas, each
+/// at most once, e.g. `acpi,kbd`. No spaces, no trailing comma.
+pub fn parse_methods(value: &[u8]) -> Result<MethodList, MethodsError> {
+    if value.is_empty() {
+        return Err(MethodsError::Empty);
+    }
+    let mut list = MethodList {
+        methods: Method::ALL,
+        len: 0,
+    };
+    let mut start = 0;
+    for name in value.split(|&b| b == b',') {
+        let end = start + name.len();
+        let m = Method::from_name(name).ok_or(MethodsError::Unknown { start, end })?;
+        if list.as_slice().contains(&m) {
+            return Err(MethodsError::Repeated(m));
+        }
+        list.methods[list.len] = m;
+        list.len += 1;
+        start = end + 1;
+    }
+    Ok(list)
+}
+
+/// A `sysrq_key=` value that is neither empty nor one of `0-9a-zA-Z`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadSysrqKey;
+
+/// Parses a `sysrq_key=` value: empty (no sysrq key) or one of `0-9a-zA-Z`.
+pub fn parse_sysrq_key(value: &[u8]) -> Result<Option<u8>, BadSysrqKey> {
+    match value {
+        [] => Ok(None),
+        [k] if k.is_ascii_alphanumeric() => Ok(Some(*k)),
+        _ => Err(BadSysrqKey),
     }
 }
 
@@ -135,5 +223,228 @@ impl RateLimit {
             }
         }
         self.used.fetch_add(1, Ordering::Relaxed) < self.burst
+    }
+}
+
+/// Why a method cannot be used on this machine, found at module load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Port 0x64 reads 0xFF: no 8042 answers.
+    NoI8042,
+    /// ACPI is off or the machine has no FADT.
+    NoFadt,
+    /// The FADT is older than revision 2, which introduced the reset register.
+    FadtRevision(u8),
+    /// The FADT does not set `ACPI_FADT_RESET_REGISTER`.
+    NoResetFlag,
+    /// The reset register's address is 0.
+    ZeroAddress,
+    /// The reset register lives in an address space we do not write (its id).
+    AddressSpace(u8),
+    /// A PCI-config reset register beyond offset 0xFF, out of reach of type-1 accesses.
+    PciOffset(u16),
+    /// `ioremap()` of the memory reset register failed.
+    MapFailed,
+    /// Port 0xCF9 reads 0xFF: no reset-control register.
+    NoCf9,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Unavailable::NoI8042 => f.write_str("no 8042: port 0x64 reads 0xff"),
+            Unavailable::NoFadt => f.write_str("no ACPI FADT"),
+            Unavailable::FadtRevision(r) => write!(f, "FADT revision {r} has no reset register"),
+            Unavailable::NoResetFlag => f.write_str("FADT does not flag a reset register"),
+            Unavailable::ZeroAddress => f.write_str("FADT reset register address is 0"),
+            Unavailable::AddressSpace(id) => {
+                write!(f, "FADT reset register in unsupported address space {id}")
+            }
+            Unavailable::PciOffset(o) => {
+                write!(f, "FADT reset register at PCI config offset {o:#x} > 0xff")
+            }
+            Unavailable::MapFailed => f.write_str("cannot map the FADT reset register"),
+            Unavailable::NoCf9 => f.write_str("no reset-control register: port 0xcf9 reads 0xff"),
+        }
+    }
+}
+
+/// ACPI generic address space ids (ACPI 6.5, table 5.25).
+pub const ACPI_SPACE_MEMORY: u8 = 0;
+/// System I/O space.
+pub const ACPI_SPACE_IO: u8 = 1;
+/// PCI configuration space (segment 0, bus 0).
+pub const ACPI_SPACE_PCI_CONFIG: u8 = 2;
+/// `ACPI_FADT_RESET_REGISTER`: the FADT's reset register is valid.
+pub const ACPI_FADT_RESET_REGISTER: u32 = 1 << 10;
+
+/// The FADT's reset register, as the firmware describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetRegister {
+    /// Generic address space id.
+    pub space: u8,
+    /// Address within that space.
+    pub address: u64,
+    /// The value to write.
+    pub value: u8,
+}
+
+impl fmt::Display for ResetRegister {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.space {
+            ACPI_SPACE_MEMORY => f.write_str("memory")?,
+            ACPI_SPACE_IO => f.write_str("io")?,
+            ACPI_SPACE_PCI_CONFIG => f.write_str("pci_config")?,
+            other => write!(f, "space{other}")?,
+        }
+        write!(f, " {:#x} value {:#04x}", self.address, self.value)
+    }
+}
+
+/// Where the ACPI method writes the reset value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcpiTarget {
+    /// An I/O port.
+    Io(u16),
+    /// A physical memory address (mapped at load).
+    Memory(u64),
+    /// Bus 0 PCI config space through ports 0xCF8/0xCFC: the CF8 value and the data port.
+    PciConfig {
+        /// The value for the address port 0xCF8.
+        address: u32,
+        /// 0xCFC plus the byte's offset within the dword.
+        data_port: u16,
+    },
+}
+
+/// Applies the rules of `drivers/acpi/reboot.c` to the FADT's fields: the
+/// register counts only from FADT revision 2 on and with the
+/// `ACPI_FADT_RESET_REGISTER` flag set. `revision` 0 means there is no FADT.
+pub fn acpi_target(revision: u8, flags: u32, reg: &ResetRegister) -> Result<AcpiTarget, Unavailable> {
+    if revision == 0 {
+        return Err(Unavailable::NoFadt);
+    }
+    if revision < 2 {
+        return Err(Unavailable::FadtRevision(revision));
+    }
+    if flags & ACPI_FADT_RESET_REGISTER == 0 {
+        return Err(Unavailable::NoResetFlag);
+    }
+    if reg.address == 0 {
+        return Err(Unavailable::ZeroAddress);
+    }
+    match reg.space {
+        ACPI_SPACE_IO => match u16::try_from(reg.address) {
+            Ok(port) => Ok(AcpiTarget::Io(port)),
+            Err(_) => Err(Unavailable::AddressSpace(ACPI_SPACE_IO)),
+        },
+        ACPI_SPACE_MEMORY => Ok(AcpiTarget::Memory(reg.address)),
+        ACPI_SPACE_PCI_CONFIG => {
+            // ACPI: device in bits 47:32, function in 31:16, offset in 15:0.
+            let device = ((reg.address >> 32) & 0x1f) as u32;
+            let function = ((reg.address >> 16) & 0x7) as u32;
+            let offset = (reg.address & 0xffff) as u16;
+            if offset > 0xff {
+                return Err(Unavailable::PciOffset(offset));
+            }
+            Ok(AcpiTarget::PciConfig {
+                address: 0x8000_0000 | (device << 11) | (function << 8) | u32::from(offset & 0xfc),
+                data_port: 0xcfc + (offset & 3),
+            })
+        }
+        other => Err(Unavailable::AddressSpace(other)),
+    }
+}
+
+/// Whether a method can be used, and if not, why.
+pub type Availability = Result<(), Unavailable>;
+
+/// Everything `read()` on the device reports.
+#[derive(Clone, Copy, Debug)]
+pub struct Status<'a> {
+    /// The configured order.
+    pub order: &'a [Method],
+    /// For each method of [`Method::ALL`], by [`Method::index`].
+    pub availability: [Availability; Method::ALL.len()],
+    /// The FADT's reset register, if the FADT has a valid one.
+    pub reset_register: Option<ResetRegister>,
+    /// The sysrq key, if one is registered.
+    pub sysrq_key: Option<u8>,
+    /// Resets attempted (each one that returned failed).
+    pub triggers: u64,
+    /// Writes refused (bad command or missing capability).
+    pub refused: u64,
+}
+
+/// Writes the status, one `key: value` per line:
+///
+/// ```text
+/// order: kbd,acpi,cf9,triple
+/// method.kbd: available
+/// method.acpi: unavailable: FADT revision 1 has no reset register
+/// method.cf9: available
+/// method.triple: available
+/// acpi_reset_register: io 0xcf9 value 0x06
+/// sysrq_key: x
+/// triggers: 0
+/// refused: 2
+/// ```
+///
+/// `acpi_reset_register` and `sysrq_key` say `none` when there is none. Keys
+/// are never renamed or removed; new keys may be added.
+pub fn format_status(s: &Status<'_>, out: &mut impl fmt::Write) -> fmt::Result {
+    out.write_str("order: ")?;
+    for (i, m) in s.order.iter().enumerate() {
+        if i > 0 {
+            out.write_str(",")?;
+        }
+        out.write_str(m.name())?;
+    }
+    out.write_str("\n")?;
+    for m in Method::ALL {
+        match s.availability[m.index()] {
+            Ok(()) => writeln!(out, "method.{}: available", m.name())?,
+            Err(why) => writeln!(out, "method.{}: unavailable: {why}", m.name())?,
+        }
+    }
+    match s.reset_register {
+        Some(r) => writeln!(out, "acpi_reset_register: {r}")?,
+        None => out.write_str("acpi_reset_register: none\n")?,
+    }
+    match s.sysrq_key {
+        Some(k) => writeln!(out, "sysrq_key: {}", k as char)?,
+        None => out.write_str("sysrq_key: none\n")?,
+    }
+    writeln!(out, "triggers: {}", s.triggers)?;
+    writeln!(out, "refused: {}", s.refused)
+}
+
+/// A `fmt::Write` into a fixed buffer; fails rather than truncating.
+pub struct BufWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> BufWriter<'a> {
+    /// An empty writer over `buf`.
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        BufWriter { buf, len: 0 }
+    }
+
+    /// What was written.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl fmt::Write for BufWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }

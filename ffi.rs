@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The one place where `rust_emergency_reset` calls C that the `kernel` crate
+//! does not wrap, or relies on a C layout: string module parameters, the
+//! sysrq key, the panic CPU slot, the FADT, `ioremap`, credentials and time.
+//!
+//! Every declaration here was checked against linux 7.3's headers:
+//! `include/linux/sysrq.h` (`struct sysrq_key_op`, `register_sysrq_key`),
+//! `include/linux/moduleparam.h` (`struct kparam_string`, `param_ops_string`),
+//! `kernel/panic.c` (`panic_try_start`, `panic_reset`),
+//! `include/acpi/actbl.h` (`struct acpi_table_fadt`, packed).
+
+use core::{
+    cell::UnsafeCell,
+    ptr, //
+};
+use kernel::{
+    bindings,
+    ffi::{
+        c_char,
+        c_int, //
+    },
+    prelude::*,
+    str::CStr, //
+};
+
+use crate::logic::ResetRegister;
+
+/// A string module parameter's storage: written by the kernel's parameter
+/// parser before `init` runs, read-only afterwards (the parameters are 0444).
+#[repr(transparent)]
+pub(crate) struct ParamBuf<const N: usize>(UnsafeCell<[u8; N]>);
+
+// SAFETY: the buffer is written only by the module loader before `init`, and by nobody after
+// (sysfs permission 0444); concurrent reads are fine.
+unsafe impl<const N: usize> Sync for ParamBuf<N> {}
+
+impl<const N: usize> ParamBuf<N> {
+    /// A buffer holding `default` and a terminating NUL.
+    pub(crate) const fn new(default: &str) -> Self {
+        let src = default.as_bytes();
+        assert!(src.len() < N);
+        let mut buf = [0u8; N];
+        let mut i = 0;
+        while i < src.len() {
+            buf[i] = src[i];
+            i += 1;
+        }
+        ParamBuf(UnsafeCell::new(buf))
+    }
+
+    /// The raw buffer, for `struct kparam_string`.
+    pub(crate) const fn as_ptr(&self) -> *mut c_char {
+        self.0.get().cast()
+    }
+
+    /// The value, up to its NUL.
+    pub(crate) fn value(&self) -> &[u8] {
+        // SAFETY: the kernel's `param_set_copystring()` always leaves a NUL-terminated string
+        // within the `N` bytes (it refuses longer values), and nothing writes the buffer after
+        // `init` (see the `Sync` impl).
+        unsafe { CStr::from_char_ptr(self.as_ptr()) }.to_bytes()
+    }
+}
+
+/// `struct kparam_string` for a static: its pointer makes it `!Sync` otherwise.
+#[repr(transparent)]
+pub(crate) struct KparamString(pub(crate) bindings::kparam_string);
+
+// SAFETY: the kernel reads it during parameter parsing and sysfs reads only.
+unsafe impl Sync for KparamString {}
+
+/// Bytes for the `.modinfo` section from a string, at compile time.
+pub(crate) const fn modinfo<const N: usize>(s: &str) -> [u8; N] {
+    let src = s.as_bytes();
+    assert!(src.len() == N);
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = src[i];
+        i += 1;
+    }
+    out
+}
+
+/// Declares a read-only (0444) string module parameter backed by `$buf`, with
+/// `modinfo` entries, as C's `module_param_string()` + `MODULE_PARM_DESC()` do.
+/// The `kernel::module!` macro supports only integers and booleans.
+macro_rules! string_param {
+    ($buf:ident, $name:literal, $len:literal, $default:literal, $desc:literal) => {
+        static $buf: crate::ffi::ParamBuf<$len> = crate::ffi::ParamBuf::new($default);
+        const _: () = {
+            static KPS: crate::ffi::KparamString =
+                crate::ffi::KparamString(kernel::bindings::kparam_string {
+                    maxlen: $len,
+                    string: $buf.as_ptr(),
+                });
+            #[link_section = "__param"]
+            #[used(compiler)]
+            static PARAM: kernel::module_param::KernelParam =
+                kernel::module_param::KernelParam::new(kernel::bindings::kernel_param {
+                    name: concat!($name, "\0").as_ptr().cast(),
+                    // `__this_module` is set up by the module loader and outlives every
+                    // parameter of this module; only addresses are taken here.
+                    mod_: core::ptr::addr_of!(kernel::bindings::__this_module).cast_mut(),
+                    ops: core::ptr::addr_of!(kernel::bindings::param_ops_string),
+                    perm: 0o444,
+                    level: -1,
+                    flags: 0,
+                    __bindgen_anon_1: kernel::bindings::kernel_param__bindgen_ty_1 {
+                        str_: core::ptr::addr_of!(KPS.0),
+                    },
+                });
+            const PARM: &str = concat!("parm=", $name, ":", $desc, "\0");
+            const PARMTYPE: &str = concat!("parmtype=", $name, ":string\0");
+            #[link_section = ".modinfo"]
+            #[used(compiler)]
+            static PARM_INFO: [u8; PARM.len()] = crate::ffi::modinfo(PARM);
+            #[link_section = ".modinfo"]
+            #[used(compiler)]
+            static PARMTYPE_INFO: [u8; PARMTYPE.len()] = crate::ffi::modinfo(PARMTYPE);
+        };
+    };
+}
+pub(crate) use string_param;
+
+/// Whether the caller has `CAP_SYS_BOOT` in the initial user namespace.
+pub(crate) fn capable_sys_boot() -> bool {
+    // SAFETY: `capable()` may be called from any process context; it checks the current task's
+    // credentials against `init_user_ns`.
+    unsafe { bindings::capable(bindings::CAP_SYS_BOOT as i32) }
+}
+
+/// Monotonic nanoseconds, safe to read from any context (even NMI) without a lock.
+pub(crate) fn now_ns() -> u64 {
+    // SAFETY: `ktime_get_mono_fast_ns()` is lock-free and NMI-safe by design.
+    unsafe { bindings::ktime_get_mono_fast_ns() }
+}
+
+/// The current process's pid (its thread group id).
+///
+/// Read through the kernel's accessor, never from `task_struct` fields:
+/// bindgen's layout of `task_struct` does not match C's in this kernel
+/// (`pid` and `comm` come out 0x30 bytes early), so the command name is not
+/// logged.
+pub(crate) fn current_pid() -> i32 {
+    kernel::current!().tgid_nr_ns(None)
+}
+
+/// This CPU holds the kernel's panic CPU slot until dropped.
+///
+/// While it does, printk writes to nbcon consoles (the 8250 in linux 7.3)
+/// synchronously from this CPU, as during a panic, instead of handing lines to
+/// the printer thread that a reset would never let run. It never waits: if
+/// another CPU already holds the slot, nothing is claimed and the log line
+/// stays best effort.
+pub(crate) struct PanicCpuClaim(bool);
+
+impl PanicCpuClaim {
+    /// Claims the slot for this CPU. The caller must keep interrupts off until
+    /// the claim is dropped, so the task cannot move to another CPU meanwhile.
+    pub(crate) fn new(_irqs_off: &crate::hw::IrqsOff) -> PanicCpuClaim {
+        // SAFETY: `panic_try_start()` is one atomic compare-and-exchange of `panic_cpu`.
+        PanicCpuClaim(unsafe { bindings::panic_try_start() })
+    }
+}
+
+impl Drop for PanicCpuClaim {
+    fn drop(&mut self) {
+        if self.0 {
+            // SAFETY: this CPU claimed the slot in `new`; giving it back is one atomic store.
+            unsafe { bindings::panic_reset() };
+        }
+    }
+}
+
+/// The FADT fields the ACPI method needs: (revision, flags, reset register).
+/// Revision 0 means there is no FADT (ACPI off or absent).
+pub(crate) fn fadt() -> (u8, u32, ResetRegister) {
+    // SAFETY: `acpi_gbl_FADT` is a static the ACPI core fills once during early boot (zeroed if
+    // ACPI is off) and never changes afterwards. The struct is packed, so every field is read
+    // unaligned through raw pointers; no reference to a packed field is made.
+    unsafe {
+        let f = ptr::addr_of!(bindings::acpi_gbl_FADT);
+        let reg = ptr::addr_of!((*f).reset_register);
+        (
+            ptr::addr_of!((*f).header.revision).read_unaligned(),
+            ptr::addr_of!((*f).flags).read_unaligned(),
+            ResetRegister {
+                space: ptr::addr_of!((*reg).space_id).read_unaligned(),
+                address: ptr::addr_of!((*reg).address).read_unaligned(),
+                value: ptr::addr_of!((*f).reset_value).read_unaligned(),
+            },
+        )
+    }
+}
+
+/// A byte of memory-mapped I/O mapped by an [`IoMapping`]: a plain address,
+/// copied into the reset engine so the reset path needs no lookup.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MmioByte(*mut core::ffi::c_void);
+
+// SAFETY: an MMIO address may be written from any CPU.
+unsafe impl Send for MmioByte {}
+// SAFETY: as for `Send`; a write is a single store.
+unsafe impl Sync for MmioByte {}
+
+impl MmioByte {
+    /// Writes `value`: one store, no lock, no sleep.
+    pub(crate) fn write(self, value: u8) {
+        // SAFETY: `self.0` comes from a live `IoMapping`: the module owns the mapping and drops
+        // it only after unregistering every trigger (device, sysrq key), so no reset can run
+        // after the unmap. Writing the firmware's reset value to the firmware's reset register
+        // is what the caller asked for.
+        unsafe { bindings::writeb(value, self.0) };
+    }
+}
+
+/// A mapping of one byte of physical memory, unmapped when dropped.
+pub(crate) struct IoMapping(MmioByte);
+
+impl IoMapping {
+    /// Maps the byte at physical address `phys`. May sleep: load time only.
+    pub(crate) fn map(phys: u64) -> Option<IoMapping> {
+        // SAFETY: `ioremap()` may be called from process context; it returns NULL on failure.
+        let p = unsafe { bindings::ioremap(phys, 1) };
+        (!p.is_null()).then_some(IoMapping(MmioByte(p)))
+    }
+
+    /// The mapped byte.
+    pub(crate) fn byte(&self) -> MmioByte {
+        self.0
+    }
+}
+
+impl Drop for IoMapping {
+    fn drop(&mut self) {
+        // SAFETY: the address came from `ioremap()` and is unmapped once.
+        unsafe { bindings::iounmap(self.0 .0) };
+    }
+}
+
+/// `SYSRQ_ENABLE_BOOT`: the `kernel.sysrq` bit that also governs sysrq-b.
+const SYSRQ_ENABLE_BOOT: c_int = 0x80;
+
+/// `struct sysrq_key_op` (include/linux/sysrq.h).
+#[repr(C)]
+struct SysrqKeyOp {
+    handler: unsafe extern "C" fn(u8),
+    help_msg: *const c_char,
+    action_msg: *const c_char,
+    enable_mask: c_int,
+}
+
+// SAFETY: read-only after `init`; the kernel only reads it.
+unsafe impl Sync for SysrqKeyOp {}
+
+extern "C" {
+    fn register_sysrq_key(key: u8, op: *const SysrqKeyOp) -> c_int;
+    fn unregister_sysrq_key(key: u8, op: *const SysrqKeyOp) -> c_int;
+}
+
+/// Help text for `echo h > /proc/sysrq-trigger`: `emergency-reset(K)`; the key is set at `init`.
+static SYSRQ_HELP: ParamBuf<20> = ParamBuf::new("emergency-reset(?)");
+/// Where the key goes in [`SYSRQ_HELP`].
+const SYSRQ_HELP_KEY_AT: usize = "emergency-reset(".len();
+
+static SYSRQ_OP: SysrqKeyOp = SysrqKeyOp {
+    handler: sysrq_handler,
+    help_msg: SYSRQ_HELP.as_ptr(),
+    action_msg: kernel::str::as_char_ptr_in_const_context(c"Emergency reset"),
+    enable_mask: SYSRQ_ENABLE_BOOT,
+};
+
+/// Called by the sysrq core, in any context (keyboard interrupt, serial
+/// interrupt, a writer of `/proc/sysrq-trigger`), under `rcu_read_lock()`.
+///
+/// # Safety
+///
+/// Only the sysrq core calls it, through `SYSRQ_OP`; any `key` is fine.
+unsafe extern "C" fn sysrq_handler(key: u8) {
+    crate::sysrq_reset(key);
+}
+
+/// Our key in the sysrq table, taken out when dropped.
+pub(crate) struct SysrqKey(u8);
+
+impl SysrqKey {
+    /// Registers `key`. `EBUSY` if another handler has it.
+    pub(crate) fn register(key: u8) -> Result<SysrqKey> {
+        // SAFETY: called once from `init`, before the op is registered: nobody reads the help
+        // text yet. The byte replaced is inside the buffer.
+        unsafe { *SYSRQ_HELP.as_ptr().add(SYSRQ_HELP_KEY_AT) = key as c_char };
+        // SAFETY: `SYSRQ_OP` is a static that outlives the registration (unregistered in
+        // `drop`, before the module's memory goes away).
+        let ret = unsafe { register_sysrq_key(key, &SYSRQ_OP) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(SysrqKey(key))
+    }
+}
+
+impl Drop for SysrqKey {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` was registered with `SYSRQ_OP` in `register`. The sysrq core waits for
+        // running handlers (RCU) before this returns.
+        unsafe { unregister_sysrq_key(self.0, &SYSRQ_OP) };
+    }
+}
