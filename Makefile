@@ -8,6 +8,7 @@
 #   make modules_install     install into /lib/modules/<KDIR's release>/ (as root)
 #   make clean
 #   make check               set up what is missing, run host unit tests and the QEMU suite
+#   make fuzz                the parsers' property tests with 10 million inputs each
 #   make demo                set up what is missing, show the seed scenario in QEMU
 #
 # KDIR defaults to the running kernel's build directory when it carries Rust
@@ -30,7 +31,7 @@ KBUILD_ARGS = LLVM=$(LLVM) $(if $(CLIPPY),CLIPPY=$(CLIPPY))
 TEST_MODULES := $(CURDIR)/qemu-tests/modules
 
 .PHONY: all modules kernel print-kdir modules_install clean setup check check-run \
-	demo demo-run test-modules unit-test rustfmt rustfmtcheck
+	demo demo-run test-modules unit-test fuzz rustfmt rustfmtcheck
 
 all: modules
 
@@ -66,6 +67,10 @@ setup:
 
 unit-test:
 	cd logic && cargo test --quiet
+
+# The dedicated property run: 10 million inputs per parser (make check runs 20 000).
+fuzz:
+	cd logic && RER_FUZZ_ITERATIONS=10000000 cargo test --release --quiet fuzz
 
 # The QEMU suite boots the test kernel whatever KDIR says.
 check-run:

@@ -286,18 +286,16 @@ unsafe extern "C" fn sysrq_handler(key: u8) {
 pub(crate) struct SysrqKey(u8);
 
 impl SysrqKey {
-    /// Registers `key`. `EBUSY` if another handler has it.
-    pub(crate) fn register(key: u8) -> Result<SysrqKey> {
+    /// Registers `key`; `None` if another handler has it (the sysrq core then
+    /// returns -1, whatever the reason: the key is validated beforehand).
+    pub(crate) fn register(key: u8) -> Option<SysrqKey> {
         // SAFETY: called once from `init`, before the op is registered: nobody reads the help
         // text yet. The byte replaced is inside the buffer.
         unsafe { *SYSRQ_HELP.as_ptr().add(SYSRQ_HELP_KEY_AT) = key as c_char };
         // SAFETY: `SYSRQ_OP` is a static that outlives the registration (unregistered in
         // `drop`, before the module's memory goes away).
         let ret = unsafe { register_sysrq_key(key, &SYSRQ_OP) };
-        if ret != 0 {
-            return Err(Error::from_errno(ret));
-        }
-        Ok(SysrqKey(key))
+        (ret == 0).then_some(SysrqKey(key))
     }
 }
 

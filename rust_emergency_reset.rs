@@ -309,14 +309,13 @@ fn register_sysrq() -> Result<Option<ffi::SysrqKey>> {
         return Ok(None);
     };
     match ffi::SysrqKey::register(key) {
-        Ok(k) => Ok(Some(k)),
-        Err(e) => {
+        Some(k) => Ok(Some(k)),
+        None => {
             pr_err!(
-                "sysrq key '{}' is taken ({:?}): choose another with sysrq_key=, or none with sysrq_key=\n",
-                key as char,
-                e
+                "sysrq key '{}' is taken: choose another with sysrq_key=, or none with sysrq_key=\n",
+                key as char
             );
-            Err(e)
+            Err(EBUSY)
         }
     }
 }
@@ -356,7 +355,10 @@ impl MiscDevice for ResetDevice {
 
     fn write_iter(_kiocb: Kiocb<'_, ()>, iov: &mut IovIterSource<'_>) -> Result<usize> {
         if !ffi::capable_sys_boot() {
-            return Err(refuse(EPERM, "no CAP_SYS_BOOT in the initial user namespace"));
+            return Err(refuse(
+                EPERM,
+                "no CAP_SYS_BOOT in the initial user namespace",
+            ));
         }
         let len = iov.len();
         if len > MAX_COMMAND_LEN {

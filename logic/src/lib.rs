@@ -18,3 +18,6 @@ pub use logic::*;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;

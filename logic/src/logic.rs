@@ -320,7 +320,11 @@ pub enum AcpiTarget {
 /// Applies the rules of `drivers/acpi/reboot.c` to the FADT's fields: the
 /// register counts only from FADT revision 2 on and with the
 /// `ACPI_FADT_RESET_REGISTER` flag set. `revision` 0 means there is no FADT.
-pub fn acpi_target(revision: u8, flags: u32, reg: &ResetRegister) -> Result<AcpiTarget, Unavailable> {
+pub fn acpi_target(
+    revision: u8,
+    flags: u32,
+    reg: &ResetRegister,
+) -> Result<AcpiTarget, Unavailable> {
     if revision == 0 {
         return Err(Unavailable::NoFadt);
     }

@@ -87,3 +87,196 @@ fn rate_limit_allows_a_burst_per_window() {
     assert!(rl.allow(105 * S));
     assert!(!rl.allow(106 * S));
 }
+
+#[test]
+fn methods_parse_in_order() {
+    assert_eq!(
+        parse_methods(b"kbd,acpi,cf9,triple"),
+        Ok(MethodList::DEFAULT)
+    );
+    assert_eq!(
+        parse_methods(b"cf9,kbd").unwrap().as_slice(),
+        &[Method::Cf9, Method::Kbd]
+    );
+    assert_eq!(
+        parse_methods(b"triple").unwrap().as_slice(),
+        &[Method::Triple]
+    );
+}
+
+#[test]
+fn bad_methods_are_refused_with_the_culprit() {
+    assert_eq!(parse_methods(b""), Err(MethodsError::Empty));
+    assert_eq!(
+        parse_methods(b"kbd,foo,cf9"),
+        Err(MethodsError::Unknown { start: 4, end: 7 })
+    );
+    assert_eq!(
+        parse_methods(b"kbd,"),
+        Err(MethodsError::Unknown { start: 4, end: 4 })
+    );
+    assert_eq!(
+        parse_methods(b"kbd, acpi"),
+        Err(MethodsError::Unknown { start: 4, end: 9 })
+    );
+    assert_eq!(
+        parse_methods(b"KBD"),
+        Err(MethodsError::Unknown { start: 0, end: 3 })
+    );
+    assert_eq!(
+        parse_methods(b"kbd,acpi,kbd"),
+        Err(MethodsError::Repeated(Method::Kbd))
+    );
+}
+
+#[test]
+fn sysrq_key_is_one_alphanumeric_or_none() {
+    assert_eq!(parse_sysrq_key(b""), Ok(None));
+    assert_eq!(parse_sysrq_key(b"x"), Ok(Some(b'x')));
+    assert_eq!(parse_sysrq_key(b"7"), Ok(Some(b'7')));
+    assert_eq!(parse_sysrq_key(b"Y"), Ok(Some(b'Y')));
+    for bad in [&b"xy"[..], b" ", b"-", b"\n", b"x\n", b"\xff"] {
+        assert_eq!(parse_sysrq_key(bad), Err(BadSysrqKey), "{bad:?}");
+    }
+}
+
+fn reg(space: u8, address: u64) -> ResetRegister {
+    ResetRegister {
+        space,
+        address,
+        value: 0x0f,
+    }
+}
+
+#[test]
+fn acpi_reset_register_follows_drivers_acpi_reboot_rules() {
+    let ok = ACPI_FADT_RESET_REGISTER;
+    assert_eq!(acpi_target(0, ok, &reg(1, 0xcf9)), Err(Unavailable::NoFadt));
+    assert_eq!(
+        acpi_target(1, ok, &reg(1, 0xcf9)),
+        Err(Unavailable::FadtRevision(1))
+    );
+    assert_eq!(
+        acpi_target(2, 0, &reg(1, 0xcf9)),
+        Err(Unavailable::NoResetFlag)
+    );
+    assert_eq!(
+        acpi_target(3, ok, &reg(1, 0)),
+        Err(Unavailable::ZeroAddress)
+    );
+    assert_eq!(
+        acpi_target(2, ok, &reg(1, 0xcf9)),
+        Ok(AcpiTarget::Io(0xcf9))
+    );
+    assert_eq!(
+        acpi_target(3, ok, &reg(1, 0x1_0000)),
+        Err(Unavailable::AddressSpace(1))
+    );
+    assert_eq!(
+        acpi_target(5, ok, &reg(0, 0xfea0_0202)),
+        Ok(AcpiTarget::Memory(0xfea0_0202))
+    );
+    assert_eq!(
+        acpi_target(3, ok, &reg(0x7f, 0x10)),
+        Err(Unavailable::AddressSpace(0x7f))
+    );
+}
+
+#[test]
+fn acpi_pci_config_register_becomes_a_type1_access_on_bus_0() {
+    let ok = ACPI_FADT_RESET_REGISTER;
+    // Device 0x1f, function 3, offset 0x4a.
+    let address = (0x1f << 32) | (3 << 16) | 0x4a;
+    assert_eq!(
+        acpi_target(3, ok, &reg(2, address)),
+        Ok(AcpiTarget::PciConfig {
+            address: 0x8000_0000 | (0x1f << 11) | (3 << 8) | 0x48,
+            data_port: 0xcfe,
+        })
+    );
+    assert_eq!(
+        acpi_target(3, ok, &reg(2, 0x100)),
+        Err(Unavailable::PciOffset(0x100))
+    );
+}
+
+fn status_text(status: &Status<'_>) -> std::string::String {
+    let mut buf = [0u8; 512];
+    let mut out = BufWriter::new(&mut buf);
+    format_status(status, &mut out).unwrap();
+    std::string::String::from_utf8(out.as_bytes().to_vec()).unwrap()
+}
+
+#[test]
+fn status_format_is_stable() {
+    let status = Status {
+        order: &[Method::Acpi, Method::Kbd],
+        availability: [
+            Err(Unavailable::NoI8042),
+            Ok(()),
+            Err(Unavailable::NoCf9),
+            Ok(()),
+        ],
+        reset_register: Some(ResetRegister {
+            space: 1,
+            address: 0xcf9,
+            value: 0x0f,
+        }),
+        sysrq_key: Some(b'x'),
+        triggers: 3,
+        refused: 12,
+    };
+    assert_eq!(
+        status_text(&status),
+        "order: acpi,kbd\n\
+         method.kbd: unavailable: no 8042: port 0x64 reads 0xff\n\
+         method.acpi: available\n\
+         method.cf9: unavailable: no reset-control register: port 0xcf9 reads 0xff\n\
+         method.triple: available\n\
+         acpi_reset_register: io 0xcf9 value 0x0f\n\
+         sysrq_key: x\n\
+         triggers: 3\n\
+         refused: 12\n"
+    );
+    let none = Status {
+        reset_register: None,
+        sysrq_key: None,
+        ..status
+    };
+    let text = status_text(&none);
+    assert!(text.contains("\nacpi_reset_register: none\n"), "{text}");
+    assert!(text.contains("\nsysrq_key: none\n"), "{text}");
+}
+
+#[test]
+fn the_longest_status_fits_the_module_buffer() {
+    // The module formats into 512 bytes; the longest reasons and counters must fit.
+    let status = Status {
+        order: &Method::ALL,
+        availability: [
+            Err(Unavailable::NoI8042),
+            Err(Unavailable::AddressSpace(255)),
+            Err(Unavailable::NoCf9),
+            Ok(()),
+        ],
+        reset_register: Some(ResetRegister {
+            space: 255,
+            address: u64::MAX,
+            value: 0xff,
+        }),
+        sysrq_key: Some(b'x'),
+        triggers: u64::MAX,
+        refused: u64::MAX,
+    };
+    assert!(status_text(&status).len() < 512);
+}
+
+#[test]
+fn buf_writer_fails_instead_of_truncating() {
+    use core::fmt::Write;
+    let mut buf = [0u8; 4];
+    let mut w = BufWriter::new(&mut buf);
+    assert!(w.write_str("abc").is_ok());
+    assert!(w.write_str("de").is_err());
+    assert_eq!(w.as_bytes(), b"abc");
+}

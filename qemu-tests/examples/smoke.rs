@@ -3,7 +3,13 @@ fn main() {
     let inputs = Inputs::from_env();
     let machine = std::env::args().nth(1).unwrap();
     let script = std::env::args().nth(2).unwrap();
-    let out = run(&Guest::new("smoke", &inputs, &script).machine(&machine).timeout(std::time::Duration::from_secs(40)), &inputs);
+    let mut guest = Guest::new("smoke", &inputs, &script)
+        .machine(&machine)
+        .timeout(std::time::Duration::from_secs(15));
+    if let Ok(n) = std::env::var("SMP") {
+        guest.cpus = n.parse().unwrap();
+    }
+    let out = run(&guest, &inputs);
     println!("{}", out.serial);
     println!("ENDING {:?} {:?}", out.ending, out.elapsed);
 }

@@ -54,6 +54,20 @@ pub const BOOTED: &str = "RER-BOOTED";
 /// The marker a scenario prints when it has finished and the guest is alive.
 pub const DONE: &str = "RER-DONE";
 
+/// Shell function for scenarios: `try_write LABEL CONTENT [USER]` writes
+/// CONTENT to the device (as USER if given) and prints
+/// `RER-WRITE LABEL rc=<status> <error message>`; see [`Outcome::write_result`].
+pub const TRY_WRITE: &str = r#"
+try_write() {
+	if [ -z "$3" ]; then
+		sh -c "echo -n '$2' > /dev/emergency_reset" 2>/tmp/err
+	else
+		su "$3" -s /bin/sh -c "echo -n '$2' > /dev/emergency_reset" 2>/tmp/err
+	fi
+	echo "RER-WRITE $1 rc=$? $(cat /tmp/err)"
+}
+"#;
+
 /// Where the inputs of the tests are, from the environment `make check` sets.
 #[derive(Clone, Debug)]
 pub struct Inputs {
@@ -140,6 +154,12 @@ impl Guest {
         self
     }
 
+    /// Another number of CPUs.
+    pub fn cpus(mut self, cpus: u32) -> Guest {
+        self.cpus = cpus;
+        self
+    }
+
     /// Adds a module file to `/modules`.
     pub fn with_module(mut self, path: PathBuf) -> Guest {
         self.modules.push(path);
@@ -219,6 +239,36 @@ impl Outcome {
     /// Lines of the console that contain `needle`.
     pub fn lines_with(&self, needle: &str) -> Vec<&str> {
         self.serial.lines().filter(|l| l.contains(needle)).collect()
+    }
+
+    /// The one `RER-WRITE <label> ...` line of [`TRY_WRITE`].
+    pub fn write_result(&self, label: &str) -> String {
+        let lines = self.lines_with(&format!("RER-WRITE {label} "));
+        assert_eq!(
+            lines.len(),
+            1,
+            "{label}: {lines:?} (log {})",
+            self.log.display()
+        );
+        lines[0].to_string()
+    }
+
+    /// The module's `resetting now: ...` lines, in order.
+    pub fn reset_attempts(&self) -> Vec<&str> {
+        self.lines_with("rust_emergency_reset: resetting now:")
+    }
+
+    /// Asserts that the guest reset and that the last attempt logged was by
+    /// `method`, from `trigger`.
+    pub fn assert_reset_by(&self, trigger: &str, method: &str) {
+        self.assert_reset();
+        let last = self.reset_attempts().last().map(|l| l.to_string());
+        let want = format!("trigger {trigger}, method {method},");
+        assert!(
+            last.as_deref().is_some_and(|l| l.contains(&want)),
+            "expected the last attempt to be '{want}', got {last:?} (log {})",
+            self.log.display()
+        );
     }
 
     /// Asserts that the guest reset, naming the log otherwise.
@@ -355,7 +405,8 @@ impl Vm {
                         return;
                     }
                     Ok(n) => {
-                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        // The guest's tty writes CRLF; tests match on plain lines.
+                        let text = String::from_utf8_lossy(&buf[..n]).replace('\r', "");
                         if serial_tx.send(Report::Serial(text)).is_err() {
                             return;
                         }
@@ -519,7 +570,7 @@ impl Vm {
 fn print_console(text: &str) {
     let mut out = std::io::stdout().lock();
     for piece in text.split_inclusive('\n') {
-        let _ = write!(out, "{}", piece.replace('\r', ""));
+        let _ = write!(out, "{piece}");
         if piece.ends_with('\n') {
             let _ = write!(out, "    guest| ");
         }

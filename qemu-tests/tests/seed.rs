@@ -7,9 +7,9 @@
 
 use qemu_tests::{
     run,
-    Ending,
     Guest,
-    Inputs, //
+    Inputs,
+    TRY_WRITE, //
 };
 use std::time::Duration;
 
@@ -22,19 +22,6 @@ reboot -f &
 REBOOT_PID=$!
 sleep 5
 echo "RER-REBOOT-STATE $(cut -d' ' -f3 /proc/$REBOOT_PID/stat) pid=$REBOOT_PID"
-"#;
-
-/// Writes `$1` to the device as user `$2` (root if empty) and prints
-/// `RER-WRITE <label> rc=<status> <error message>`.
-const TRY_WRITE: &str = r#"
-try_write() {
-	if [ -z "$3" ]; then
-		sh -c "echo -n '$2' > /dev/emergency_reset" 2>/tmp/err
-	else
-		su "$3" -s /bin/sh -c "echo -n '$2' > /dev/emergency_reset" 2>/tmp/err
-	fi
-	echo "RER-WRITE $1 rc=$? $(cat /tmp/err)"
-}
 "#;
 
 fn inputs() -> Inputs {
@@ -115,11 +102,7 @@ echo "RER-REFUSALS-LOGGED $(dmesg | grep -c 'rust_emergency_reset: refused')"
     );
     let out = run(&Guest::new("bad_input", &inputs, &scenario), &inputs);
     out.assert_alive();
-    let write = |label: &str| -> String {
-        let lines = out.lines_with(&format!("RER-WRITE {label} "));
-        assert_eq!(lines.len(), 1, "{label}: {lines:?}");
-        lines[0].to_string()
-    };
+    let write = |label: &str| out.write_result(label);
     for label in ["hello", "upper", "long", "method"] {
         let line = write(label);
         assert!(
@@ -146,21 +129,4 @@ echo "RER-REFUSALS-LOGGED $(dmesg | grep -c 'rust_emergency_reset: refused')"
         .parse::<u32>()
         .unwrap();
     assert!((1..=10).contains(&logged), "{logged} refusal lines logged");
-}
-
-#[test]
-fn without_an_8042_the_write_fails_with_eio_and_the_guest_lives() {
-    let inputs = inputs();
-    let scenario =
-        format!("{TRY_WRITE}insmod /modules/rust_emergency_reset.ko\ntry_write reset 'reset\n'\n");
-    let guest = Guest::new("no_i8042_eio", &inputs, &scenario).machine("q35,i8042=off");
-    let out = run(&guest, &inputs);
-    out.assert_alive();
-    let lines = out.lines_with("RER-WRITE reset ");
-    assert!(
-        lines.len() == 1 && lines[0].contains("rc=1") && lines[0].contains("Input/output error"),
-        "{lines:?}"
-    );
-    assert!(out.saw("reset failed: the machine is still running"));
-    assert_ne!(out.ending, Ending::GuestReset);
 }
