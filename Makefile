@@ -78,6 +78,7 @@ check-run:
 	$(MAKE) unit-test
 	cd qemu-tests && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
 		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release -- --test-threads=2
+	cd qemu-tests && cargo run --release --quiet --bin matrix
 
 check: setup
 	$(MAKE) check-run

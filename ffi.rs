@@ -198,7 +198,7 @@ pub(crate) fn fadt() -> (u8, u32, ResetRegister) {
 /// A byte of memory-mapped I/O mapped by an [`IoMapping`]: a plain address,
 /// copied into the reset engine so the reset path needs no lookup.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct MmioByte(*mut core::ffi::c_void);
+pub(crate) struct MmioByte(*mut kernel::ffi::c_void);
 
 // SAFETY: an MMIO address may be written from any CPU.
 unsafe impl Send for MmioByte {}
@@ -304,5 +304,215 @@ impl Drop for SysrqKey {
         // SAFETY: `self.0` was registered with `SYSRQ_OP` in `register`. The sysrq core waits for
         // running handlers (RCU) before this returns.
         unsafe { unregister_sysrq_key(self.0, &SYSRQ_OP) };
+    }
+}
+
+/// `NMI_HANDLED` / `NMI_DONE` (arch/x86/include/asm/nmi.h).
+const NMI_HANDLED: c_int = 1;
+const NMI_DONE: c_int = 0;
+
+/// The NMI types we handle: `NMI_UNKNOWN`, `NMI_SERR`, `NMI_IO_CHECK`
+/// (arch/x86/include/asm/nmi.h). Never `NMI_LOCAL`, where perf, the watchdog
+/// and the all-CPU backtrace live: the kernel offers the types below only
+/// NMIs that no `NMI_LOCAL` handler claimed.
+const NMI_TYPES: [u32; 3] = [1, 2, 3];
+
+/// `struct nmiaction` (arch/x86/include/asm/nmi.h); the kernel links `list`.
+#[repr(C)]
+struct NmiAction {
+    list: bindings::list_head,
+    handler: unsafe extern "C" fn(u32, *mut bindings::pt_regs) -> c_int,
+    max_duration: u64,
+    flags: kernel::ffi::c_ulong,
+    name: *const c_char,
+}
+
+/// One `NmiAction` per type: each is linked into its type's list.
+struct NmiActions(UnsafeCell<[NmiAction; 3]>);
+
+// SAFETY: the kernel's NMI code owns the actions between register and unregister, under its
+// own lock; this module touches them only before registering.
+unsafe impl Sync for NmiActions {}
+
+const fn nmi_action() -> NmiAction {
+    NmiAction {
+        list: bindings::list_head {
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+        },
+        handler: nmi_handler,
+        max_duration: 0,
+        flags: 0,
+        name: kernel::str::as_char_ptr_in_const_context(c"rust_emergency_reset"),
+    }
+}
+
+static NMI_ACTIONS: NmiActions =
+    NmiActions(UnsafeCell::new([nmi_action(), nmi_action(), nmi_action()]));
+
+extern "C" {
+    fn __register_nmi_handler(ty: u32, action: *mut NmiAction) -> c_int;
+    fn unregister_nmi_handler(ty: u32, name: *const c_char);
+}
+
+/// Called by the kernel in NMI context for an NMI nobody else claimed.
+///
+/// # Safety
+///
+/// Only the NMI code calls it, through `NMI_ACTIONS`.
+unsafe extern "C" fn nmi_handler(_ty: u32, _regs: *mut bindings::pt_regs) -> c_int {
+    if crate::nmi_reset() {
+        NMI_HANDLED
+    } else {
+        NMI_DONE
+    }
+}
+
+/// Our handlers for unknown and external NMIs, unregistered when dropped.
+pub(crate) struct NmiHandlers(usize);
+
+impl NmiHandlers {
+    /// Registers the handlers for every type of [`NMI_TYPES`].
+    pub(crate) fn register() -> Result<NmiHandlers> {
+        let mut done = NmiHandlers(0);
+        for (i, ty) in NMI_TYPES.into_iter().enumerate() {
+            // SAFETY: `i` < 3, inside the array; the action is not registered yet, so this
+            // module is its only user.
+            let action = unsafe { NMI_ACTIONS.0.get().cast::<NmiAction>().add(i) };
+            // SAFETY: as above. `INIT_LIST_HEAD()`: the kernel requires an empty list node.
+            unsafe {
+                let list = ptr::addr_of_mut!((*action).list);
+                (*list).next = list;
+                (*list).prev = list;
+            }
+            // SAFETY: each static action is registered once, for one type, and unregistered in
+            // `drop` (by name) before the module's memory goes away.
+            let ret = unsafe { __register_nmi_handler(ty, action) };
+            kernel::error::to_result(ret)?;
+            done.0 = i + 1;
+        }
+        Ok(done)
+    }
+}
+
+impl Drop for NmiHandlers {
+    fn drop(&mut self) {
+        for ty in &NMI_TYPES[..self.0] {
+            // SAFETY: registered in `register` under this name; the kernel waits for running
+            // handlers (`synchronize_rcu()`) before this returns.
+            unsafe { unregister_nmi_handler(*ty, NMI_ACTIONS_NAME.as_char_ptr()) };
+        }
+    }
+}
+
+/// The name our NMI actions are registered under.
+const NMI_ACTIONS_NAME: &CStr = c"rust_emergency_reset";
+
+/// `DIE_OOPS` (arch/x86/include/asm/kdebug.h): `__die()` is reporting an oops.
+const DIE_OOPS: kernel::ffi::c_ulong = 1;
+/// `NOTIFY_DONE`: the notifier chain goes on.
+const NOTIFY_DONE: c_int = 0;
+
+extern "C" {
+    fn register_die_notifier(nb: *mut bindings::notifier_block) -> c_int;
+    fn unregister_die_notifier(nb: *mut bindings::notifier_block) -> c_int;
+}
+
+/// The die notifier; the kernel links it into its chain.
+struct DieNotifierBlock(UnsafeCell<bindings::notifier_block>);
+
+// SAFETY: only the notifier chain code touches it, under its own lock.
+unsafe impl Sync for DieNotifierBlock {}
+
+static DIE_NB: DieNotifierBlock = DieNotifierBlock(UnsafeCell::new(bindings::notifier_block {
+    notifier_call: Some(die_notify),
+    next: ptr::null_mut(),
+    priority: 0,
+}));
+
+/// Called on every die event (oops, int3, GPF...), in the context of the fault.
+///
+/// # Safety
+///
+/// Only the die notifier chain calls it, through `DIE_NB`.
+unsafe extern "C" fn die_notify(
+    _nb: *mut bindings::notifier_block,
+    event: kernel::ffi::c_ulong,
+    _data: *mut kernel::ffi::c_void,
+) -> c_int {
+    if event == DIE_OOPS {
+        crate::oops_happened();
+    }
+    NOTIFY_DONE
+}
+
+/// Our die notifier, unregistered when dropped.
+pub(crate) struct DieNotifier;
+
+impl DieNotifier {
+    pub(crate) fn register() -> Result<DieNotifier> {
+        // SAFETY: `DIE_NB` is static and unregistered in `drop`.
+        kernel::error::to_result(unsafe { register_die_notifier(DIE_NB.0.get()) })?;
+        Ok(DieNotifier)
+    }
+}
+
+impl Drop for DieNotifier {
+    fn drop(&mut self) {
+        // SAFETY: registered in `register`; the chain waits for running callbacks (RCU).
+        unsafe { unregister_die_notifier(DIE_NB.0.get()) };
+    }
+}
+
+/// A kernel thread calling `crate::oops_watch_tick()` every 100 ms, stopped when dropped.
+pub(crate) struct OopsWatcher(*mut bindings::task_struct);
+
+// SAFETY: the task pointer is only used to stop the thread, from any CPU.
+unsafe impl Send for OopsWatcher {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for OopsWatcher {}
+
+/// The watcher thread's body.
+///
+/// # Safety
+///
+/// Only `kthread_create_on_node()` calls it, in the new kthread.
+unsafe extern "C" fn oops_watch(_data: *mut kernel::ffi::c_void) -> c_int {
+    // SAFETY: `kthread_should_stop()` is called from the kthread itself.
+    while !unsafe { bindings::kthread_should_stop() } {
+        crate::oops_watch_tick();
+        // SAFETY: a kthread may sleep; `kthread_stop()` wakes it.
+        unsafe { bindings::msleep_interruptible(100) };
+    }
+    0
+}
+
+impl OopsWatcher {
+    pub(crate) fn start() -> Result<OopsWatcher> {
+        // SAFETY: `oops_watch` is a valid thread function that returns only once asked to
+        // stop; the name is a plain format string without conversions.
+        let task = unsafe {
+            bindings::kthread_create_on_node(
+                Some(oops_watch),
+                ptr::null_mut(),
+                bindings::NUMA_NO_NODE,
+                c"rer_oops_watch".as_char_ptr(),
+            )
+        };
+        // An `ERR_PTR()`: the last page of the address space.
+        if task.is_null() || task as usize >= usize::MAX - 4095 {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `task` is a freshly created, not yet running kthread.
+        unsafe { bindings::wake_up_process(task) };
+        Ok(OopsWatcher(task))
+    }
+}
+
+impl Drop for OopsWatcher {
+    fn drop(&mut self) {
+        // SAFETY: the thread was started in `start` and only returns after this call asks it
+        // to, so the task is still there.
+        unsafe { bindings::kthread_stop(self.0) };
     }
 }

@@ -3,12 +3,17 @@
 //! Emergency reset for a wedged x86 machine.
 //!
 //! ```sh
-//! modprobe rust_emergency_reset [methods=kbd,acpi,cf9,triple] [sysrq_key=x]
+//! modprobe rust_emergency_reset [methods=kbd,acpi,cf9,triple] [sysrq_key=x] [nmi=1] [on_oops=N]
 //! echo reset > /dev/emergency_reset        # reset now, methods in order
 //! echo 'reset cf9' > /dev/emergency_reset  # reset with one method only
 //! cat /dev/emergency_reset                 # status: order, methods, counters
 //! echo x > /proc/sysrq-trigger             # the same reset, by sysrq (also Alt+SysRq+x)
 //! ```
+//!
+//! With `nmi=1`, an NMI that nobody else claims (a BMC's or hypervisor's
+//! "inject NMI") resets the machine: the one trigger that reaches a machine
+//! whose every CPU spins with interrupts off. With `on_oops=N`, an oops resets
+//! the machine N seconds later (0: at once).
 //!
 //! The machine is reset at once, without syncing or unmounting anything. The
 //! reset path never goes through `reboot(2)`, `kernel_restart()` or
@@ -33,6 +38,7 @@
 use core::{
     fmt,
     sync::atomic::{
+        AtomicBool,
         AtomicU64,
         Ordering, //
     },
@@ -66,9 +72,11 @@ use logic::{
     format_status,
     parse_command,
     parse_methods,
+    parse_on_oops,
     parse_sysrq_key,
     AcpiTarget,
     Availability,
+    BadOnOops,
     BadSysrqKey,
     BufWriter,
     Command,
@@ -88,6 +96,16 @@ module! {
     authors: ["rust_emergency_reset developers"],
     description: "Reset a wedged x86 machine without reboot(2) or its locks",
     license: "GPL",
+    params: {
+        nmi: bool {
+            default: false,
+            description: "Reset on an NMI no other handler claims (unknown, SERR, IOCHK; default off)",
+        },
+        on_oops: i32 {
+            default: -1,
+            description: "Reset this many seconds after an oops (0: at once; default -1: off)",
+        },
+    },
 }
 
 ffi::string_param!(
@@ -116,6 +134,11 @@ static REFUSALS_LOG: RateLimit = RateLimit::new(5_000_000_000, 10);
 static TRIGGERS: AtomicU64 = AtomicU64::new(0);
 /// Writes refused since load.
 static REFUSED: AtomicU64 = AtomicU64::new(0);
+/// A reset is being attempted: a second trigger (another CPU's NMI, a second
+/// writer) does not start another one meanwhile.
+static RESETTING: AtomicBool = AtomicBool::new(false);
+/// When the first oops was seen (`ffi::now_ns()`), 0 before; for `on_oops=N > 0`.
+static OOPS_AT: AtomicU64 = AtomicU64::new(0);
 
 /// How the ACPI method writes its value, resolved at load.
 #[derive(Clone, Copy)]
@@ -133,6 +156,8 @@ struct Engine {
     acpi: Option<(AcpiWrite, u8)>,
     reset_register: Option<ResetRegister>,
     sysrq_key: Option<u8>,
+    nmi: bool,
+    on_oops: Option<u32>,
 }
 
 /// Set once by `init`, before the device and the sysrq key are registered.
@@ -143,6 +168,8 @@ static ENGINE: SetOnce<Engine> = SetOnce::new();
 enum Trigger {
     Device,
     Sysrq(u8),
+    Nmi,
+    Oops,
 }
 
 impl kernel::fmt::Display for Trigger {
@@ -150,6 +177,8 @@ impl kernel::fmt::Display for Trigger {
         match *self {
             Trigger::Device => f.write_str("/dev/emergency_reset"),
             Trigger::Sysrq(k) => write!(f, "sysrq-{}", k as char),
+            Trigger::Nmi => f.write_str("nmi"),
+            Trigger::Oops => f.write_str("oops"),
         }
     }
 }
@@ -183,15 +212,19 @@ fn attempt(engine: &Engine, method: Method) {
 
 /// Resets the machine with `only`, or with every configured method in order.
 ///
-/// Returns `EIO` if the machine is still running afterwards. Runs with local
+/// Returns `EIO` if the machine is still running afterwards, `EBUSY` if
+/// another reset is being attempted at the same time. Runs with local
 /// interrupts off; never sleeps, allocates or takes a lock. The log line is
 /// best effort: printed synchronously while this CPU holds the panic slot
 /// (see [`ffi::PanicCpuClaim`]), never waiting for a console another CPU holds.
 fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
-    TRIGGERS.fetch_add(1, Ordering::Relaxed);
     let Some(engine) = ENGINE.as_ref() else {
         return Err(EIO);
     };
+    if RESETTING.swap(true, Ordering::Acquire) {
+        return Err(EBUSY);
+    }
+    TRIGGERS.fetch_add(1, Ordering::Relaxed);
     let pid = ffi::current_pid();
     let irqs_off = hw::IrqsOff::new();
     let log_sync = ffi::PanicCpuClaim::new(&irqs_off);
@@ -215,6 +248,7 @@ fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
     }
     pr_emerg!("reset failed: the machine is still running\n");
     drop(log_sync);
+    RESETTING.store(false, Ordering::Release);
     drop(irqs_off);
     Err(EIO)
 }
@@ -222,6 +256,52 @@ fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
 /// The sysrq key's action (called from [`ffi`]'s handler, in any context).
 fn sysrq_reset(key: u8) {
     let _ = emergency_reset(Trigger::Sysrq(key), None);
+}
+
+/// The NMI handler's action (called from [`ffi`], in NMI context, only for
+/// NMIs no other handler claimed). Returns whether the NMI was ours: with
+/// `nmi=1` every such NMI is; it triggers a reset unless one is under way.
+fn nmi_reset() -> bool {
+    if !ENGINE.as_ref().is_some_and(|e| e.nmi) {
+        return false;
+    }
+    let _ = emergency_reset(Trigger::Nmi, None);
+    true
+}
+
+/// The die notifier's action on an oops (called from [`ffi`], in the
+/// oopsing context, before the oops' backtrace is printed).
+fn oops_happened() {
+    match ENGINE.as_ref().and_then(|e| e.on_oops) {
+        Some(0) => {
+            let _ = emergency_reset(Trigger::Oops, None);
+        }
+        Some(_) => {
+            // The first oops starts the clock; `oops_watch_tick()` resets when it runs out.
+            let _ = OOPS_AT.compare_exchange(
+                0,
+                ffi::now_ns().max(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        None => {}
+    }
+}
+
+/// Called every 100 ms by the oops watcher thread (only with `on_oops=N > 0`).
+fn oops_watch_tick() {
+    let (Some(engine), at) = (ENGINE.as_ref(), OOPS_AT.load(Ordering::Relaxed)) else {
+        return;
+    };
+    let Some(secs) = engine.on_oops else {
+        return;
+    };
+    if at != 0 && ffi::now_ns().saturating_sub(at) >= u64::from(secs) * 1_000_000_000 {
+        // One try per oops: a failed reset is logged, and the machine keeps running.
+        OOPS_AT.store(0, Ordering::Relaxed);
+        let _ = emergency_reset(Trigger::Oops, None);
+    }
 }
 
 /// Counts a refused write and logs why, at most [`REFUSALS_LOG`]'s rate.
@@ -249,6 +329,13 @@ fn setup() -> Result<Option<ffi::IoMapping>> {
                 pr_err!("methods=\"{}\": {} named twice\n", value, m.name())
             }
         }
+        EINVAL
+    })?;
+    let on_oops = parse_on_oops(module_parameters::on_oops.value()).map_err(|BadOnOops| {
+        pr_err!(
+            "on_oops={}: must be -1 (off), 0 (at once) or seconds\n",
+            module_parameters::on_oops.value()
+        );
         EINVAL
     })?;
     let sysrq_key = parse_sysrq_key(SYSRQ_KEY.value()).map_err(|BadSysrqKey| {
@@ -290,6 +377,8 @@ fn setup() -> Result<Option<ffi::IoMapping>> {
         acpi: acpi.ok().map(|w| (w, reg.value)),
         reset_register: acpi_target(revision, flags, &reg).is_ok().then_some(reg),
         sysrq_key,
+        nmi: module_parameters::nmi.value(),
+        on_oops,
     };
     if !ENGINE.populate(engine) {
         return Err(EBUSY);
@@ -320,11 +409,34 @@ fn register_sysrq() -> Result<Option<ffi::SysrqKey>> {
     }
 }
 
-/// The module. Fields drop in declaration order: the triggers go before the
-/// mapping they may write through.
+/// Registers the NMI handlers with `nmi=1`.
+fn register_nmi() -> Result<Option<ffi::NmiHandlers>> {
+    if !ENGINE.as_ref().is_some_and(|e| e.nmi) {
+        return Ok(None);
+    }
+    ffi::NmiHandlers::register().map(Some)
+}
+
+/// Registers the die notifier, and with a delay its watcher thread, with `on_oops=`.
+fn register_on_oops() -> Result<Option<(ffi::DieNotifier, Option<ffi::OopsWatcher>)>> {
+    let Some(secs) = ENGINE.as_ref().and_then(|e| e.on_oops) else {
+        return Ok(None);
+    };
+    let watcher = if secs > 0 {
+        Some(ffi::OopsWatcher::start()?)
+    } else {
+        None
+    };
+    Ok(Some((ffi::DieNotifier::register()?, watcher)))
+}
+
+/// The module. Fields drop in declaration order: every trigger goes before
+/// the mapping it may write through.
 #[pin_data]
 struct EmergencyReset {
     _sysrq: Option<ffi::SysrqKey>,
+    _nmi: Option<ffi::NmiHandlers>,
+    _on_oops: Option<(ffi::DieNotifier, Option<ffi::OopsWatcher>)>,
     #[pin]
     _dev: MiscDeviceRegistration<ResetDevice>,
     _mapping: Option<ffi::IoMapping>,
@@ -338,6 +450,8 @@ impl kernel::InPlaceModule for EmergencyReset {
                 name: c"emergency_reset",
             }),
             _sysrq: register_sysrq()?,
+            _nmi: register_nmi()?,
+            _on_oops: register_on_oops()?,
         })
     }
 }
@@ -381,6 +495,8 @@ impl MiscDevice for ResetDevice {
             availability: engine.availability,
             reset_register: engine.reset_register,
             sysrq_key: engine.sysrq_key,
+            nmi: engine.nmi,
+            on_oops: engine.on_oops,
             triggers: TRIGGERS.load(Ordering::Relaxed),
             refused: REFUSED.load(Ordering::Relaxed),
         };

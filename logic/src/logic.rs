@@ -119,6 +119,19 @@ pub fn parse_methods(value: &[u8]) -> Result<MethodList, MethodsError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadSysrqKey;
 
+/// An `on_oops=` value below -1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadOnOops;
+
+/// Interprets `on_oops=`: -1 is off, 0 resets at once from the oops, N > 0
+/// resets N seconds after it.
+pub fn parse_on_oops(value: i32) -> Result<Option<u32>, BadOnOops> {
+    match value {
+        -1 => Ok(None),
+        v => u32::try_from(v).map(Some).map_err(|_| BadOnOops),
+    }
+}
+
 /// Parses a `sysrq_key=` value: empty (no sysrq key) or one of `0-9a-zA-Z`.
 pub fn parse_sysrq_key(value: &[u8]) -> Result<Option<u8>, BadSysrqKey> {
     match value {
@@ -374,6 +387,10 @@ pub struct Status<'a> {
     pub reset_register: Option<ResetRegister>,
     /// The sysrq key, if one is registered.
     pub sysrq_key: Option<u8>,
+    /// Whether unknown and external NMIs reset the machine (`nmi=`).
+    pub nmi: bool,
+    /// Seconds from an oops to the reset, if `on_oops=` is set.
+    pub on_oops: Option<u32>,
     /// Resets attempted (each one that returned failed).
     pub triggers: u64,
     /// Writes refused (bad command or missing capability).
@@ -390,11 +407,14 @@ pub struct Status<'a> {
 /// method.triple: available
 /// acpi_reset_register: io 0xcf9 value 0x06
 /// sysrq_key: x
+/// nmi: off
+/// on_oops: off
 /// triggers: 0
 /// refused: 2
 /// ```
 ///
-/// `acpi_reset_register` and `sysrq_key` say `none` when there is none. Keys
+/// `acpi_reset_register` and `sysrq_key` say `none` when there is none;
+/// `on_oops` is `off` or the delay in seconds. Keys
 /// are never renamed or removed; new keys may be added.
 pub fn format_status(s: &Status<'_>, out: &mut impl fmt::Write) -> fmt::Result {
     out.write_str("order: ")?;
@@ -418,6 +438,11 @@ pub fn format_status(s: &Status<'_>, out: &mut impl fmt::Write) -> fmt::Result {
     match s.sysrq_key {
         Some(k) => writeln!(out, "sysrq_key: {}", k as char)?,
         None => out.write_str("sysrq_key: none\n")?,
+    }
+    writeln!(out, "nmi: {}", if s.nmi { "on" } else { "off" })?;
+    match s.on_oops {
+        Some(secs) => writeln!(out, "on_oops: {secs}")?,
+        None => out.write_str("on_oops: off\n")?,
     }
     writeln!(out, "triggers: {}", s.triggers)?;
     writeln!(out, "refused: {}", s.refused)

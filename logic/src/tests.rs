@@ -223,6 +223,8 @@ fn status_format_is_stable() {
             value: 0x0f,
         }),
         sysrq_key: Some(b'x'),
+        nmi: true,
+        on_oops: Some(5),
         triggers: 3,
         refused: 12,
     };
@@ -235,15 +237,20 @@ fn status_format_is_stable() {
          method.triple: available\n\
          acpi_reset_register: io 0xcf9 value 0x0f\n\
          sysrq_key: x\n\
+         nmi: on\n\
+         on_oops: 5\n\
          triggers: 3\n\
          refused: 12\n"
     );
     let none = Status {
         reset_register: None,
         sysrq_key: None,
+        nmi: false,
+        on_oops: None,
         ..status
     };
     let text = status_text(&none);
+    assert!(text.contains("\nnmi: off\non_oops: off\n"), "{text}");
     assert!(text.contains("\nacpi_reset_register: none\n"), "{text}");
     assert!(text.contains("\nsysrq_key: none\n"), "{text}");
 }
@@ -265,6 +272,8 @@ fn the_longest_status_fits_the_module_buffer() {
             value: 0xff,
         }),
         sysrq_key: Some(b'x'),
+        nmi: true,
+        on_oops: Some(u32::MAX),
         triggers: u64::MAX,
         refused: u64::MAX,
     };
@@ -279,4 +288,13 @@ fn buf_writer_fails_instead_of_truncating() {
     assert!(w.write_str("abc").is_ok());
     assert!(w.write_str("de").is_err());
     assert_eq!(w.as_bytes(), b"abc");
+}
+
+#[test]
+fn on_oops_is_off_at_minus_one_and_seconds_from_zero() {
+    assert_eq!(parse_on_oops(-1), Ok(None));
+    assert_eq!(parse_on_oops(0), Ok(Some(0)));
+    assert_eq!(parse_on_oops(30), Ok(Some(30)));
+    assert_eq!(parse_on_oops(-2), Err(BadOnOops));
+    assert_eq!(parse_on_oops(i32::MIN), Err(BadOnOops));
 }

@@ -6,6 +6,9 @@ fn main() {
     let mut guest = Guest::new("smoke", &inputs, &script)
         .machine(&machine)
         .timeout(std::time::Duration::from_secs(15));
+    for m in std::env::var("MODS").unwrap_or_default().split_whitespace() {
+        guest = guest.with_module(inputs.test_module(m));
+    }
     if let Ok(n) = std::env::var("SMP") {
         guest.cpus = n.parse().unwrap();
     }

@@ -48,6 +48,7 @@ use std::{
 };
 
 mod cpio;
+pub mod matrix;
 
 /// The marker the guest prints once `/init` starts running the scenario.
 pub const BOOTED: &str = "RER-BOOTED";
@@ -523,6 +524,15 @@ impl Vm {
     /// Copies the guest's console to stdout, each line prefixed with `guest| `.
     pub fn echo_console(&mut self, on: bool) {
         self.echo = on;
+    }
+
+    /// Like [`Vm::wait_for`], but gives up after `limit`.
+    pub fn wait_for_within(&mut self, marker: &str, limit: Duration) -> bool {
+        let saved = self.deadline;
+        self.deadline = saved.min(Instant::now() + limit);
+        let seen = self.wait_for(marker);
+        self.deadline = saved;
+        seen
     }
 
     /// Time since QEMU started.

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Deliberately broken test module: hard lockups.
+//!
+//! ```sh
+//! taskset 1 insmod rer_lockup.ko     # 1 s later, every CPU but CPU 0 spins, interrupts off
+//! insmod rer_lockup.ko all=1         # every CPU spins, interrupts off: never returns
+//! ```
+//!
+//! Without `all`, a kernel thread bound to each CPU but CPU 0 sleeps 1 s (so
+//! that the module load, which needs every CPU to answer IPIs, completes) and
+//! then spins with interrupts off. With `all=1`, the other CPUs spin in an IPI
+//! handler (`smp_call_function()`) and the loading CPU then disables its own
+//! interrupts and spins too. Only an NMI reaches such a CPU. Never unloadable.
+
+use kernel::{
+    bindings,
+    ffi::{
+        c_int,
+        c_void, //
+    },
+    prelude::*,
+};
+
+module! {
+    type: Lockup,
+    name: "rer_lockup",
+    authors: ["rust_emergency_reset developers"],
+    description: "TEST ONLY: spin with interrupts off on every other CPU, or on every CPU",
+    license: "GPL",
+    params: {
+        all: bool {
+            default: false,
+            description: "Also lock up the CPU that loads the module",
+        },
+    },
+}
+
+/// Spins forever with interrupts off.
+fn spin_forever() -> ! {
+    // SAFETY: deliberately: interrupts off on this CPU, for good.
+    unsafe { core::arch::asm!("cli", options(nomem, nostack)) };
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// IPI callback (interrupts already off).
+unsafe extern "C" fn spin_ipi(_info: *mut c_void) {
+    spin_forever();
+}
+
+/// Kernel thread bound to one CPU: 1 s of sleep, then the lockup.
+unsafe extern "C" fn spin_thread(_data: *mut c_void) -> c_int {
+    // SAFETY: a kthread may sleep.
+    unsafe { bindings::msleep(1000) };
+    spin_forever();
+}
+
+struct Lockup;
+
+impl kernel::Module for Lockup {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        // Never unload: the spinning code lives in this module.
+        // SAFETY: `module` is this module; taking a reference to it is always allowed.
+        unsafe { bindings::__module_get(module.as_ptr()) };
+        if module_parameters::all.value() {
+            pr_emerg!("rer_lockup: locking up every CPU\n");
+            // SAFETY: `spin_ipi` is a valid IPI callback (it never returns, deliberately);
+            // `wait` is 0, so this CPU does not wait for the others.
+            unsafe { bindings::smp_call_function(Some(spin_ipi), core::ptr::null_mut(), 0) };
+            spin_forever();
+        }
+        // SAFETY: `nr_cpu_ids` is set once during boot.
+        let cpus = unsafe { bindings::nr_cpu_ids };
+        for cpu in 1..cpus {
+            // SAFETY: `spin_thread` is a valid thread function; the format has one %u for
+            // the CPU number, as `kthread_create_on_cpu()` requires.
+            let task = unsafe {
+                bindings::kthread_create_on_cpu(
+                    Some(spin_thread),
+                    core::ptr::null_mut(),
+                    cpu,
+                    c"rer_lockup/%u".as_char_ptr(),
+                )
+            };
+            if task.is_null() || task as usize >= usize::MAX - 4095 {
+                return Err(ENOMEM);
+            }
+            // SAFETY: a freshly created kthread, woken once.
+            unsafe { bindings::wake_up_process(task) };
+        }
+        pr_emerg!("rer_lockup: every CPU but this one locks up in 1 s\n");
+        Ok(Lockup)
+    }
+}

@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Writes `Documentation/fault-matrix.md` from the cells `tests/faults.rs`
+//! recorded. Exits 1 if the table changed (commit the new one) or a cell is
+//! missing.
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::ExitCode, //
+};
+
+const HEADER: &str = "<!-- Written by `cargo run --bin matrix` (qemu-tests) from the cells of \
+qemu-tests/tests/faults.rs, each asserted in QEMU by `make check`. Do not edit by hand. -->\n\n\
+Each cell: the guest broken as the row says (q35, 2 CPUs, `rust_emergency_reset` loaded with \
+`nmi=1`), then the column's trigger. *reset*: QEMU reported the guest's reset. *no reset: stuck*: \
+the trigger was issued and the guest was still up, not reset, 8 s later. *impossible*: the \
+trigger could not be issued, no CPU ran userspace again. *no reset*: the input reached QEMU, \
+nothing reset the guest. Row 4, Alt+SysRq+x: the guest delivers the 8042's IRQ 1 to CPU 1, one \
+of the spinning CPUs, so the chord never reaches the sysrq code (the UART's IRQ 4 is on CPU 0).\n\n";
+
+fn main() -> ExitCode {
+    let table = match qemu_tests::matrix::table() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("matrix: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = format!("{HEADER}{table}");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Documentation/fault-matrix.md");
+    print!("{table}");
+    let old = fs::read_to_string(&path).unwrap_or_default();
+    if old == text {
+        println!("matrix: {} is up to date", path.display());
+        return ExitCode::SUCCESS;
+    }
+    fs::write(&path, text).unwrap();
+    eprintln!("matrix: {} changed: review and commit it", path.display());
+    ExitCode::FAILURE
+}

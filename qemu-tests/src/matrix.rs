@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The fault matrix: the deliberately broken guests, the triggers, what each
+//! cell can show, and the table `Documentation/fault-matrix.md` is written
+//! from (by `cargo run --bin matrix`, after `tests/faults.rs` ran).
+
+use std::{
+    fs,
+    path::PathBuf, //
+};
+
+/// A way the guest is broken before the trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// An oops while holding `system_transition_mutex` (seed 000).
+    OopsMutex,
+    /// A reboot notifier that never returns, and a `reboot -f` stuck in it.
+    HungNotifier,
+    /// An oops while holding the console lock.
+    OopsConsole,
+    /// Every CPU but CPU 0 spins with interrupts off.
+    LockupOthers,
+    /// Every CPU spins with interrupts off.
+    LockupAll,
+}
+
+impl Fault {
+    /// Every fault, in table order.
+    pub const ALL: [Fault; 5] = [
+        Fault::OopsMutex,
+        Fault::HungNotifier,
+        Fault::OopsConsole,
+        Fault::LockupOthers,
+        Fault::LockupAll,
+    ];
+
+    /// A short identifier for file and test names.
+    pub fn id(self) -> &'static str {
+        match self {
+            Fault::OopsMutex => "oops_mutex",
+            Fault::HungNotifier => "hung_notifier",
+            Fault::OopsConsole => "oops_console",
+            Fault::LockupOthers => "lockup_others",
+            Fault::LockupAll => "lockup_all",
+        }
+    }
+
+    /// The row label of the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Fault::OopsMutex => "1. oops holding `system_transition_mutex`",
+            Fault::HungNotifier => "2. reboot notifier never returns (`reboot -f` stuck in it)",
+            Fault::OopsConsole => "3. oops holding the console lock",
+            Fault::LockupOthers => "4. every CPU but one spins, interrupts off",
+            Fault::LockupAll => "5. every CPU spins, interrupts off",
+        }
+    }
+
+    /// The test module (in `qemu-tests/modules/`) that breaks the guest.
+    pub fn module(self) -> &'static str {
+        match self {
+            Fault::OopsMutex => "rer_oops_transition",
+            Fault::HungNotifier => "rer_hung_reboot_notifier",
+            Fault::OopsConsole => "rer_oops_console",
+            Fault::LockupOthers | Fault::LockupAll => "rer_lockup",
+        }
+    }
+
+    /// The guest's shell commands that break it.
+    pub fn setup(self) -> &'static str {
+        match self {
+            Fault::OopsMutex => "insmod /modules/rer_oops_transition.ko",
+            Fault::HungNotifier => {
+                "insmod /modules/rer_hung_reboot_notifier.ko\nreboot -f &\nsleep 3"
+            }
+            Fault::OopsConsole => "insmod /modules/rer_oops_console.ko",
+            // The shell and all it starts stay on CPU 0, the one left running.
+            Fault::LockupOthers => {
+                "taskset -p 1 $$ >/dev/null\ninsmod /modules/rer_lockup.ko\nsleep 3"
+            }
+            Fault::LockupAll => "insmod /modules/rer_lockup.ko all=1",
+        }
+    }
+
+    /// Whether the reset's log line can be expected on the console.
+    pub fn console_works(self) -> bool {
+        true
+    }
+}
+
+/// What asks for the reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// `echo reset > /dev/emergency_reset`.
+    Device,
+    /// `echo x > /proc/sysrq-trigger`.
+    SysrqProc,
+    /// Alt+SysRq+x on the PS/2 keyboard (QMP `send-key`).
+    Keyboard,
+    /// A break on the serial console, then `x` (QMP `chardev-send-break`).
+    SerialBreak,
+    /// An NMI from outside (QMP `inject-nmi`), with `nmi=1`.
+    Nmi,
+    /// The anchor: `reboot -f`.
+    RebootF,
+    /// The anchor: `echo b > /proc/sysrq-trigger`.
+    SysrqB,
+}
+
+impl Trigger {
+    /// Every trigger, in table order.
+    pub const ALL: [Trigger; 7] = [
+        Trigger::Device,
+        Trigger::SysrqProc,
+        Trigger::Keyboard,
+        Trigger::SerialBreak,
+        Trigger::Nmi,
+        Trigger::RebootF,
+        Trigger::SysrqB,
+    ];
+
+    /// A short identifier for file and test names.
+    pub fn id(self) -> &'static str {
+        match self {
+            Trigger::Device => "device",
+            Trigger::SysrqProc => "sysrq_proc",
+            Trigger::Keyboard => "keyboard",
+            Trigger::SerialBreak => "serial",
+            Trigger::Nmi => "nmi",
+            Trigger::RebootF => "reboot",
+            Trigger::SysrqB => "sysrq_b",
+        }
+    }
+
+    /// The column label of the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Trigger::Device => "`echo reset > /dev/emergency_reset`",
+            Trigger::SysrqProc => "`echo x > /proc/sysrq-trigger`",
+            Trigger::Keyboard => "Alt+SysRq+x",
+            Trigger::SerialBreak => "serial break + x",
+            Trigger::Nmi => "external NMI (`nmi=1`)",
+            Trigger::RebootF => "`reboot -f`",
+            Trigger::SysrqB => "sysrq-b",
+        }
+    }
+
+    /// The guest command, for triggers issued from the guest's userspace.
+    pub fn command(self) -> Option<&'static str> {
+        match self {
+            Trigger::Device => Some("echo reset > /dev/emergency_reset"),
+            Trigger::SysrqProc => Some("echo x > /proc/sysrq-trigger"),
+            Trigger::RebootF => Some("reboot -f"),
+            Trigger::SysrqB => Some("echo b > /proc/sysrq-trigger"),
+            Trigger::Keyboard | Trigger::SerialBreak | Trigger::Nmi => None,
+        }
+    }
+
+    /// How our module names this trigger in its log line; `None` for the anchors.
+    pub fn log_name(self) -> Option<&'static str> {
+        match self {
+            Trigger::Device => Some("/dev/emergency_reset"),
+            Trigger::SysrqProc | Trigger::Keyboard | Trigger::SerialBreak => Some("sysrq-x"),
+            Trigger::Nmi => Some("nmi"),
+            Trigger::RebootF | Trigger::SysrqB => None,
+        }
+    }
+}
+
+/// What a cell shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// QMP reported the guest's reset.
+    Reset,
+    /// The trigger was issued, and the guest was still up, not reset, after the wait.
+    Blocked,
+    /// The trigger could not even be issued: no CPU ran the guest's userspace again.
+    CannotRun,
+    /// The input was sent; nothing reset the guest.
+    Ignored,
+}
+
+impl Expect {
+    /// The cell text.
+    pub fn label(self) -> &'static str {
+        match self {
+            Expect::Reset => "reset",
+            Expect::Blocked => "no reset: stuck",
+            Expect::CannotRun => "impossible: no CPU runs userspace",
+            Expect::Ignored => "no reset",
+        }
+    }
+
+    fn from_label(label: &str) -> Option<Expect> {
+        [
+            Expect::Reset,
+            Expect::Blocked,
+            Expect::CannotRun,
+            Expect::Ignored,
+        ]
+        .into_iter()
+        .find(|e| e.label() == label)
+    }
+}
+
+fn results_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/matrix")
+}
+
+/// Records what a cell showed, for the table.
+pub fn record(fault: Fault, trigger: Trigger, got: Expect) {
+    let dir = results_dir();
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join(format!("{}__{}", fault.id(), trigger.id())),
+        got.label(),
+    )
+    .unwrap();
+}
+
+/// The markdown table from the recorded cells; an error names the missing ones.
+pub fn table() -> Result<String, String> {
+    let mut missing = Vec::new();
+    let mut out = String::from("| fault \\ trigger |");
+    for t in Trigger::ALL {
+        out += &format!(" {} |", t.label());
+    }
+    out += "\n|---|";
+    out += &"---|".repeat(Trigger::ALL.len());
+    out += "\n";
+    for f in Fault::ALL {
+        out += &format!("| {} |", f.label());
+        for t in Trigger::ALL {
+            let path = results_dir().join(format!("{}__{}", f.id(), t.id()));
+            match fs::read_to_string(&path)
+                .ok()
+                .as_deref()
+                .and_then(Expect::from_label)
+            {
+                Some(e) => out += &format!(" {} |", e.label()),
+                None => {
+                    missing.push(format!("{}__{}", f.id(), t.id()));
+                    out += " ? |";
+                }
+            }
+        }
+        out += "\n";
+    }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "cells not recorded (run tests/faults.rs in full): {missing:?}"
+        ))
+    }
+}

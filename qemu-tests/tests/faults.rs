@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The fault matrix: each deliberately broken guest against each trigger,
+//! ours and the anchors (`reboot -f`, sysrq-b). Every cell asserts what
+//! really happens, and records it in `target/matrix/`, from which
+//! `cargo run --bin matrix` writes `Documentation/fault-matrix.md`.
+//!
+//! Also: the NMI trigger's and `on_oops=`'s own tests, and the key scenarios
+//! on q35 and pc with 1, 2 and 4 CPUs.
+
+use qemu_tests::{
+    matrix::{
+        record,
+        Expect,
+        Fault,
+        Trigger, //
+    },
+    Ending,
+    Guest,
+    Inputs,
+    Outcome,
+    Vm, //
+};
+use serde_json::json;
+use std::time::Duration;
+
+/// How long a guest gets, after the trigger, to show that nothing happened.
+const QUIET_SECS: u32 = 8;
+
+fn inputs() -> Inputs {
+    Inputs::from_env()
+}
+
+/// The scenario for `fault` then `trigger`, with our module loaded first.
+fn scenario(fault: Fault, trigger: Trigger, params: &str) -> String {
+    let mut s = format!("insmod /modules/rust_emergency_reset.ko {params}\necho RER-ARMING\n");
+    s += fault.setup();
+    s += "\necho RER-FAULTED\n";
+    match trigger.command() {
+        // In the background: a trigger that blocks must not stop the scenario.
+        Some(cmd) => s += &format!("echo RER-TRIGGER\n{cmd} &\nsleep {QUIET_SECS}\n"),
+        None => s += &format!("echo RER-READY\nsleep {QUIET_SECS}\n"),
+    }
+    s
+}
+
+/// Sends an input trigger to a running guest.
+fn send(vm: &mut Vm, trigger: Trigger) {
+    match trigger {
+        Trigger::Keyboard => {
+            let keys: Vec<_> = ["alt", "sysrq", "x"]
+                .iter()
+                .map(|k| json!({"type": "qcode", "data": k}))
+                .collect();
+            vm.qmp_command("send-key", json!({ "keys": keys, "hold-time": 200 }));
+        }
+        Trigger::SerialBreak => {
+            vm.qmp_command("chardev-send-break", json!({"id": "serial0"}));
+            std::thread::sleep(Duration::from_millis(300));
+            vm.serial_write(b"x");
+        }
+        Trigger::Nmi => vm.qmp_command("inject-nmi", json!({})),
+        _ => unreachable!("{trigger:?} is no input"),
+    }
+}
+
+/// Boots `guest` with `fault` and `trigger` and runs it to its end.
+fn run_cell(guest: Guest, trigger: Trigger, inputs: &Inputs) -> Outcome {
+    let mut vm = Vm::start(&guest, inputs);
+    if trigger.command().is_none() {
+        assert!(vm.wait_for("RER-ARMING"), "guest never loaded the module");
+        // A fault that stops every CPU never prints RER-READY: then send anyway.
+        if !vm.wait_for_within("RER-READY", Duration::from_secs(4)) {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        send(&mut vm, trigger);
+    }
+    vm.finish()
+}
+
+/// What a cell's outcome shows.
+fn observed(out: &Outcome, trigger: Trigger) -> Expect {
+    match (
+        &out.ending,
+        trigger.command().is_some(),
+        out.saw("RER-TRIGGER"),
+    ) {
+        (Ending::GuestReset, _, _) => Expect::Reset,
+        (Ending::Done, true, true) => Expect::Blocked,
+        (_, true, false) => Expect::CannotRun,
+        (Ending::Done | Ending::TimedOut, false, _) => Expect::Ignored,
+        (other, ..) => panic!("unexpected ending {other:?} (log {})", out.log.display()),
+    }
+}
+
+fn cell(fault: Fault, trigger: Trigger, expect: Expect) {
+    let inputs = inputs();
+    let name = format!("matrix_{}_{}", fault.id(), trigger.id());
+    let guest = Guest::new(&name, &inputs, &scenario(fault, trigger, "nmi=1"))
+        .with_module(inputs.test_module(fault.module()))
+        .timeout(Duration::from_secs(30));
+    let out = run_cell(guest, trigger, &inputs);
+    let got = observed(&out, trigger);
+    assert_eq!(
+        got,
+        expect,
+        "{name}: expected {expect:?}, observed {got:?} (log {})",
+        out.log.display()
+    );
+    if got == Expect::Reset {
+        if let Some(ours) = trigger.log_name() {
+            // Our triggers name themselves, unless the fault keeps the line off the
+            // console (then it is still in the kernel's buffer: best effort).
+            let attempt = out.reset_attempts().last().map(|l| l.to_string());
+            if fault.console_works() {
+                assert!(
+                    attempt
+                        .as_deref()
+                        .is_some_and(|l| l.contains(&format!("trigger {ours},"))),
+                    "{name}: {attempt:?}"
+                );
+            }
+        }
+    }
+    record(fault, trigger, got);
+}
+
+macro_rules! cells {
+    ($($test:ident: $fault:ident, $trigger:ident => $expect:ident;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                cell(Fault::$fault, Trigger::$trigger, Expect::$expect);
+            }
+        )*
+        /// Every cell, for the table writer's completeness check.
+        #[test]
+        fn the_matrix_has_every_cell_once() {
+            let cells = [$((Fault::$fault, Trigger::$trigger)),*];
+            for f in Fault::ALL {
+                for t in Trigger::ALL {
+                    assert_eq!(cells.iter().filter(|&&c| c == (f, t)).count(), 1, "{f:?} {t:?}");
+                }
+            }
+        }
+    };
+}
+
+cells! {
+    // 1. Oops holding system_transition_mutex: only reboot(2) is stuck.
+    oops_mutex_device: OopsMutex, Device => Reset;
+    oops_mutex_sysrq_proc: OopsMutex, SysrqProc => Reset;
+    oops_mutex_keyboard: OopsMutex, Keyboard => Reset;
+    oops_mutex_serial: OopsMutex, SerialBreak => Reset;
+    oops_mutex_nmi: OopsMutex, Nmi => Reset;
+    oops_mutex_reboot: OopsMutex, RebootF => Blocked;
+    oops_mutex_sysrq_b: OopsMutex, SysrqB => Reset;
+    // 2. A reboot notifier that never returns, with a `reboot -f` already stuck in it.
+    hung_notifier_device: HungNotifier, Device => Reset;
+    hung_notifier_sysrq_proc: HungNotifier, SysrqProc => Reset;
+    hung_notifier_keyboard: HungNotifier, Keyboard => Reset;
+    hung_notifier_serial: HungNotifier, SerialBreak => Reset;
+    hung_notifier_nmi: HungNotifier, Nmi => Reset;
+    hung_notifier_reboot: HungNotifier, RebootF => Blocked;
+    hung_notifier_sysrq_b: HungNotifier, SysrqB => Reset;
+    // 3. Oops holding the console lock.
+    oops_console_device: OopsConsole, Device => Reset;
+    oops_console_sysrq_proc: OopsConsole, SysrqProc => Reset;
+    oops_console_keyboard: OopsConsole, Keyboard => Reset;
+    oops_console_serial: OopsConsole, SerialBreak => Reset;
+    oops_console_nmi: OopsConsole, Nmi => Reset;
+    oops_console_reboot: OopsConsole, RebootF => Reset;
+    oops_console_sysrq_b: OopsConsole, SysrqB => Reset;
+    // 4. Every CPU but CPU 0 spins with interrupts off; the shell stays on CPU 0.
+    lockup_others_device: LockupOthers, Device => Reset;
+    lockup_others_sysrq_proc: LockupOthers, SysrqProc => Reset;
+    // The 8042's IRQ 1 is delivered to CPU 1 here (/proc/irq/1/effective_affinity_list),
+    // which spins: the chord never reaches the sysrq code. The UART's IRQ 4 is on CPU 0.
+    lockup_others_keyboard: LockupOthers, Keyboard => Ignored;
+    lockup_others_serial: LockupOthers, SerialBreak => Reset;
+    lockup_others_nmi: LockupOthers, Nmi => Reset;
+    // reboot(2) stops the other CPUs with an NMI when they ignore the reboot IPI.
+    lockup_others_reboot: LockupOthers, RebootF => Reset;
+    lockup_others_sysrq_b: LockupOthers, SysrqB => Reset;
+    // 5. Every CPU spins with interrupts off: only an NMI gets in.
+    lockup_all_device: LockupAll, Device => CannotRun;
+    lockup_all_sysrq_proc: LockupAll, SysrqProc => CannotRun;
+    lockup_all_keyboard: LockupAll, Keyboard => Ignored;
+    lockup_all_serial: LockupAll, SerialBreak => Ignored;
+    lockup_all_nmi: LockupAll, Nmi => Reset;
+    lockup_all_reboot: LockupAll, RebootF => CannotRun;
+    lockup_all_sysrq_b: LockupAll, SysrqB => CannotRun;
+}
+
+#[test]
+fn nmi_off_an_nmi_does_not_reset_a_locked_up_guest() {
+    let inputs = inputs();
+    let guest = Guest::new(
+        "nmi_off_lockup_all",
+        &inputs,
+        &scenario(Fault::LockupAll, Trigger::Nmi, ""),
+    )
+    .with_module(inputs.test_module(Fault::LockupAll.module()))
+    .timeout(Duration::from_secs(20));
+    let out = run_cell(guest, Trigger::Nmi, &inputs);
+    assert_eq!(out.ending, Ending::TimedOut, "log {}", out.log.display());
+}
+
+#[test]
+fn nmi_on_no_nmi_and_other_handlers_nmis_do_not_reset() {
+    let inputs = inputs();
+    // sysrq-l sends NMIs to every CPU for backtraces: NMI_LOCAL, claimed by the
+    // kernel's own handler, never offered to ours.
+    let scenario =
+        "insmod /modules/rust_emergency_reset.ko nmi=1\ngrep nmi: /dev/emergency_reset\n\
+                    echo l > /proc/sysrq-trigger\nsleep 8\n\
+                    echo \"RER-BACKTRACES $(dmesg | grep -c 'NMI backtrace for cpu')\"\n";
+    let out = qemu_tests::run(&Guest::new("nmi_on_quiet", &inputs, scenario), &inputs);
+    out.assert_alive();
+    assert!(out.saw("nmi: on"));
+    assert!(
+        !out.saw("RER-BACKTRACES 0"),
+        "{:?}",
+        out.lines_with("RER-BACKTRACES")
+    );
+    assert!(out.reset_attempts().is_empty());
+}
+
+/// The printk timestamp of the first console line containing `needle`, in seconds.
+fn stamp(out: &Outcome, needle: &str) -> f64 {
+    let line = out
+        .lines_with(needle)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no {needle:?} (log {})", out.log.display()));
+    let inner = line.split('[').nth(1).and_then(|r| r.split(']').next());
+    inner.unwrap().trim().parse().unwrap()
+}
+
+fn on_oops(secs: i32) -> Outcome {
+    let inputs = inputs();
+    let scenario = format!(
+        "insmod /modules/rust_emergency_reset.ko on_oops={secs}\n\
+         insmod /modules/rer_oops_transition.ko\nsleep {QUIET_SECS}\n"
+    );
+    let guest = Guest::new(&format!("on_oops_{secs}"), &inputs, &scenario)
+        .with_module(inputs.test_module("rer_oops_transition"));
+    qemu_tests::run(&guest, &inputs)
+}
+
+#[test]
+fn on_oops_resets_n_seconds_after_the_oops() {
+    let out = on_oops(2);
+    out.assert_reset_by("oops", "kbd");
+    let delay = stamp(&out, "trigger oops") - stamp(&out, "BUG: kernel NULL pointer dereference");
+    // The watcher looks every 100 ms; the margin is generous for TCG.
+    assert!(
+        (2.0..4.0).contains(&delay),
+        "reset {delay:.2} s after the oops"
+    );
+}
+
+#[test]
+fn on_oops_0_resets_at_once_from_the_oops() {
+    let out = on_oops(0);
+    out.assert_reset_by("oops", "kbd");
+    let delay = stamp(&out, "trigger oops") - stamp(&out, "BUG: kernel NULL pointer dereference");
+    assert!(delay < 1.0, "reset {delay:.2} s after the oops");
+}
+
+#[test]
+fn on_oops_off_the_guest_stays_up_after_an_oops() {
+    let out = on_oops(-1);
+    out.assert_alive();
+    assert!(out.saw("BUG: kernel NULL pointer dereference"));
+    assert!(out.reset_attempts().is_empty());
+}
+
+/// The key scenarios on both machines with 1, 2 and 4 CPUs: the seed (oops
+/// holding the reboot mutex, then our device) and the total lockup (NMI).
+#[test]
+fn key_scenarios_on_q35_and_pc_with_1_2_and_4_cpus() {
+    let inputs = inputs();
+    for machine in ["q35", "pc"] {
+        for cpus in [1, 2, 4] {
+            for (fault, trigger) in [
+                (Fault::OopsMutex, Trigger::Device),
+                (Fault::LockupAll, Trigger::Nmi),
+            ] {
+                let name = format!("breadth_{machine}_{cpus}_{}_{}", fault.id(), trigger.id());
+                let guest = Guest::new(&name, &inputs, &scenario(fault, trigger, "nmi=1"))
+                    .with_module(inputs.test_module(fault.module()))
+                    .machine(machine)
+                    .cpus(cpus)
+                    .timeout(Duration::from_secs(40));
+                let out = run_cell(guest, trigger, &inputs);
+                assert!(out.saw(&format!("RER-BOOTED cpus={cpus}")), "{name}");
+                out.assert_reset();
+                let want = trigger.log_name().unwrap();
+                assert!(
+                    out.reset_attempts()
+                        .last()
+                        .is_some_and(|l| l.contains(&format!("trigger {want},"))),
+                    "{name}: log {}",
+                    out.log.display()
+                );
+            }
+        }
+    }
+}
