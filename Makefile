@@ -9,6 +9,7 @@
 #   make clean
 #   make check               set up what is missing, run host unit tests and the QEMU suite
 #   make fuzz                the parsers' property tests with 10 million inputs each
+#   make check-lockdep       the engine suite on a PROVE_LOCKING kernel (own cache key)
 #   make demo                set up what is missing, show the seed scenario in QEMU
 #
 # KDIR defaults to the running kernel's build directory when it carries Rust
@@ -31,7 +32,8 @@ KBUILD_ARGS = LLVM=$(LLVM) $(if $(CLIPPY),CLIPPY=$(CLIPPY))
 TEST_MODULES := $(CURDIR)/qemu-tests/modules
 
 .PHONY: all modules kernel print-kdir modules_install clean setup check check-run \
-	demo demo-run test-modules unit-test fuzz rustfmt rustfmtcheck
+	demo demo-run test-modules unit-test fuzz rustfmt rustfmtcheck \
+	check-lockdep check-lockdep-run
 
 all: modules
 
@@ -73,12 +75,31 @@ fuzz:
 	cd logic && RER_FUZZ_ITERATIONS=10000000 cargo test --release --quiet fuzz
 
 # The QEMU suite boots the test kernel whatever KDIR says.
+QEMU_TESTS = --test seed --test engine --test faults --test module_file
 check-run:
 	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
 	$(MAKE) unit-test
 	cd qemu-tests && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
-		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release -- --test-threads=2
+		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release $(QEMU_TESTS) -- --test-threads=2
 	cd qemu-tests && cargo run --release --quiet --bin matrix
+
+# The same module and the engine suite against a kernel with PROVE_LOCKING and
+# DEBUG_ATOMIC_SLEEP (its own cache key); any lock report fails a run. Built in
+# a separate output directory (MO=), so the normal .ko files stay as they are.
+LOCKDEP_FRAGMENT := $(CURDIR)/scripts/lockdep.config
+LOCKDEP_KDIR = $(shell scripts/build-kernel.sh --print-dir $(LOCKDEP_FRAGMENT))
+LOCKDEP_OUT := $(CURDIR)/qemu-tests/target/lockdep-build
+check-lockdep-run:
+	scripts/build-kernel.sh $(LOCKDEP_FRAGMENT) >/dev/null
+	mkdir -p $(LOCKDEP_OUT)/module $(LOCKDEP_OUT)/test-modules
+	$(MAKE) -C $(LOCKDEP_KDIR) M=$(CURDIR) MO=$(LOCKDEP_OUT)/module LLVM=$(LLVM) modules
+	$(MAKE) -C $(LOCKDEP_KDIR) M=$(TEST_MODULES) MO=$(LOCKDEP_OUT)/test-modules LLVM=$(LLVM) modules
+	cd qemu-tests && RER_KDIR=$(LOCKDEP_KDIR) RER_MODULE=$(LOCKDEP_OUT)/module/rust_emergency_reset.ko \
+		RER_TEST_MODULES=$(LOCKDEP_OUT)/test-modules \
+		cargo test --release --test engine --test lockdep -- --test-threads=2
+
+check-lockdep: setup
+	$(MAKE) check-lockdep-run
 
 check: setup
 	$(MAKE) check-run

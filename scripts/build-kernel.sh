@@ -34,9 +34,10 @@ if [ "${1:-}" = "--print-dir" ]; then
 	print_only=1
 	shift
 fi
-fragments=("$here/test-kernel.config" "$@")
-for f in "${fragments[@]}"; do
+fragments=("$here/test-kernel.config")
+for f in "$@"; do
 	[ -f "$f" ] || { log "no such fragment: $f"; exit 1; }
+	fragments+=("$(readlink -f "$f")")
 done
 
 pkgver=$(dpkg-query -W -f='${Version}' linux-source-7.3 2>/dev/null || stat -c %Y "$SRC_TAR")

@@ -133,6 +133,9 @@ pub struct Guest {
     pub cmdline: String,
     /// Hard limit for the whole run; the VM is killed then.
     pub timeout: Duration,
+    /// The scenario provokes a lockdep / atomic-context report on purpose
+    /// (otherwise any report fails the run).
+    pub expect_lock_reports: bool,
 }
 
 impl Guest {
@@ -146,6 +149,7 @@ impl Guest {
             modules: vec![inputs.module.clone()],
             cmdline: String::new(),
             timeout: Duration::from_secs(60),
+            expect_lock_reports: false,
         }
     }
 
@@ -242,6 +246,28 @@ impl Outcome {
         self.serial.lines().filter(|l| l.contains(needle)).collect()
     }
 
+    /// The console lines that start a report of the kernel's lock and
+    /// atomic-context checkers (`CONFIG_PROVE_LOCKING`, `CONFIG_DEBUG_ATOMIC_SLEEP`;
+    /// `make check-lockdep` builds a kernel with both). Every run asserts there
+    /// are none, unless its guest expects them.
+    pub fn lock_reports(&self) -> Vec<&str> {
+        const REPORTS: [&str; 9] = [
+            "WARNING: possible circular locking dependency",
+            "WARNING: possible recursive locking",
+            "WARNING: inconsistent lock state",
+            "WARNING: possible irq lock inversion",
+            "WARNING: suspicious RCU usage",
+            "BUG: sleeping function called from invalid context",
+            "BUG: scheduling while atomic",
+            "BUG: Invalid wait context",
+            "WARNING: lock held when returning to user space",
+        ];
+        self.serial
+            .lines()
+            .filter(|l| REPORTS.iter().any(|r| l.contains(r)))
+            .collect()
+    }
+
     /// The one `RER-WRITE <label> ...` line of [`TRY_WRITE`].
     pub fn write_result(&self, label: &str) -> String {
         let lines = self.lines_with(&format!("RER-WRITE {label} "));
@@ -322,6 +348,7 @@ pub struct Vm {
     ending: Option<Ending>,
     dir: PathBuf,
     echo: bool,
+    expect_lock_reports: bool,
 }
 
 impl Drop for Vm {
@@ -441,6 +468,7 @@ impl Vm {
             ending: None,
             dir,
             echo: false,
+            expect_lock_reports: guest.expect_lock_reports,
         };
         vm.qmp_command("qmp_capabilities", serde_json::json!({}));
         vm
@@ -567,12 +595,27 @@ impl Vm {
                 self.serial.push_str(&text);
             }
         }
-        Outcome {
+        let out = Outcome {
             ending: self.ending.clone().unwrap(),
             serial: std::mem::take(&mut self.serial),
             log: self.log_path.clone(),
             elapsed,
+        };
+        if self.expect_lock_reports {
+            assert!(
+                !out.lock_reports().is_empty(),
+                "expected a lockdep report; log {}",
+                out.log.display()
+            );
+        } else {
+            let reports = out.lock_reports();
+            assert!(
+                reports.is_empty(),
+                "lockdep / atomic-context reports {reports:?}; log {}",
+                out.log.display()
+            );
         }
+        out
     }
 }
 

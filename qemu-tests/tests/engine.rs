@@ -420,3 +420,13 @@ echo "RER-BAD $(dmesg | grep -c -e 'BUG' -e 'Oops' -e 'WARNING' -e 'leak')"
     assert!(out.saw("RER-LOADED 0 node=1"));
     assert!(out.saw("RER-BAD 0"));
 }
+
+#[test]
+fn nmi_on_a_healthy_guest_resets() {
+    let inputs = inputs();
+    let scenario = format!("{INSMOD} nmi=1\necho RER-READY\nsleep 8\n");
+    let mut vm = Vm::start(&Guest::new("nmi_healthy", &inputs, &scenario), &inputs);
+    assert!(vm.wait_for("RER-READY"));
+    vm.qmp_command("inject-nmi", json!({}));
+    vm.finish().assert_reset_by("nmi", "kbd");
+}
