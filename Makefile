@@ -5,7 +5,9 @@
 #   make                     build rust_emergency_reset.ko against $(KDIR)
 #   make print-kdir          the KDIR that would be used
 #   make CLIPPY=1            the same, with clippy (must be warning-free)
-#   make modules_install     install into /lib/modules/<KDIR's release>/ (as root)
+#   make modules_install     install into /lib/modules/<KDIR's release>/updates (as root)
+#   make install             that, the udev rule and the modprobe.d example (DESTDIR= to stage)
+#   make dkms-source         the source tree for DKMS, in /usr/src (see packaging/dkms.conf)
 #   make clean
 #   make check               set up what is missing, run host unit tests and the QEMU suite
 #   make fuzz                the parsers' property tests with 10 million inputs each
@@ -33,7 +35,7 @@ TEST_MODULES := $(CURDIR)/qemu-tests/modules
 
 .PHONY: all modules kernel print-kdir modules_install clean setup check check-run \
 	demo demo-run test-modules unit-test fuzz rustfmt rustfmtcheck \
-	check-lockdep check-lockdep-run
+	check-lockdep check-lockdep-run install dkms-source
 
 all: modules
 
@@ -54,9 +56,27 @@ test-modules: kernel
 print-kdir:
 	@echo $(KDIR)
 
+# DESTDIR stages the install elsewhere (as packagers do).
+KRELEASE = $(shell cat $(KDIR)/include/config/kernel.release)
 modules_install: modules
-	$(MAKE) -C $(KDIR) M=$(CURDIR) $(KBUILD_ARGS) modules_install
-	depmod -a $$(cat $(KDIR)/include/config/kernel.release)
+	$(MAKE) -C $(KDIR) M=$(CURDIR) $(KBUILD_ARGS) INSTALL_MOD_PATH=$(DESTDIR) DEPMOD=true \
+		modules_install
+	depmod -a $(if $(DESTDIR),-b $(DESTDIR)) $(KRELEASE)
+
+# The module where modprobe finds it, the udev rule, and the modprobe.d example.
+install: modules_install
+	install -D -m 644 packaging/60-emergency-reset.rules \
+		$(DESTDIR)/lib/udev/rules.d/60-emergency-reset.rules
+	install -D -m 644 packaging/rust_emergency_reset.conf \
+		$(DESTDIR)/usr/share/doc/rust_emergency_reset/modprobe.d-example.conf
+
+# The source tree DKMS builds from: /usr/src/rust_emergency_reset-<version>.
+DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' packaging/dkms.conf)
+DKMS_SRC = $(DESTDIR)/usr/src/rust_emergency_reset-$(DKMS_VERSION)
+dkms-source:
+	install -D -m 644 -t $(DKMS_SRC) Kbuild rust_emergency_reset.rs hw.rs ffi.rs \
+		packaging/dkms.conf packaging/dkms-make.sh
+	install -D -m 644 -t $(DKMS_SRC)/logic/src logic/src/logic.rs
 
 clean:
 	rm -rf *.ko *.o *.mod *.mod.c *.mod.o .*.cmd .*.d Module.symvers modules.order .tmp_versions \
@@ -75,7 +95,7 @@ fuzz:
 	cd logic && RER_FUZZ_ITERATIONS=10000000 cargo test --release --quiet fuzz
 
 # The QEMU suite boots the test kernel whatever KDIR says.
-QEMU_TESTS = --test seed --test engine --test faults --test module_file
+QEMU_TESTS = --test seed --test engine --test faults --test module_file --test packaging
 check-run:
 	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
 	$(MAKE) unit-test
