@@ -12,6 +12,7 @@
 #   make check               set up what is missing, run host unit tests and the QEMU suite
 #   make fuzz                the parsers' property tests with 10 million inputs each
 #   make check-lockdep       the engine suite on a PROVE_LOCKING kernel (own cache key)
+#   make bench               trigger-to-reset latency beside reboot -f, sysrq-b, /dev/port
 #   make demo                set up what is missing, show the seed scenario in QEMU
 #
 # KDIR defaults to the running kernel's build directory when it carries Rust
@@ -35,7 +36,8 @@ TEST_MODULES := $(CURDIR)/qemu-tests/modules
 
 .PHONY: all modules kernel print-kdir modules_install clean setup check check-run \
 	demo demo-run test-modules unit-test fuzz rustfmt rustfmtcheck \
-	check-lockdep check-lockdep-run install dkms-source
+	check-lockdep check-lockdep-run install dkms-source \
+	bench bench-run
 
 all: modules
 
@@ -81,7 +83,7 @@ dkms-source:
 clean:
 	rm -rf *.ko *.o *.mod *.mod.c *.mod.o .*.cmd .*.d Module.symvers modules.order .tmp_versions \
 		$(addprefix $(TEST_MODULES)/,*.ko *.o *.mod *.mod.c .*.cmd .*.d Module.symvers modules.order) \
-		logic/target qemu-tests/target
+		logic/target qemu-tests/target qemu-tests/bench/target
 
 # Root installs what is missing; anyone else is told what is missing.
 setup:
@@ -95,26 +97,42 @@ fuzz:
 	cd logic && RER_FUZZ_ITERATIONS=10000000 cargo test --release --quiet fuzz
 
 # The QEMU suite boots the test kernel whatever KDIR says.
-QEMU_TESTS = --test seed --test engine --test faults --test module_file --test packaging
+QEMU_TESTS = --test seed --test engine --test faults --test module_file --test packaging \
+	--test docs
 check-run:
 	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
 	$(MAKE) unit-test
 	cd qemu-tests && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
 		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release $(QEMU_TESTS) -- --test-threads=2
 	cd qemu-tests && cargo run --release --quiet --bin matrix
+	cd qemu-tests/bench && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
+		RER_TEST_MODULES=$(TEST_MODULES) cargo run --release --quiet -- --smoke
+
+# Trigger-to-reset latency beside the anchors (see qemu-tests/bench); writes
+# Documentation/benchmark.md and .png. BENCH_RUNS=N runs per case (default 20).
+bench-run:
+	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
+	cd qemu-tests/bench && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
+		RER_TEST_MODULES=$(TEST_MODULES) cargo run --release --quiet
+
+bench: setup
+	$(MAKE) bench-run
 
 # The same module and the engine suite against a kernel with PROVE_LOCKING and
-# DEBUG_ATOMIC_SLEEP (its own cache key); any lock report fails a run. Built in
-# a separate output directory (MO=), so the normal .ko files stay as they are.
+# DEBUG_ATOMIC_SLEEP (its own cache key); any lock report fails a run. Built
+# from copies of the sources, so the normal .ko files stay as they are.
 LOCKDEP_FRAGMENT := $(CURDIR)/scripts/lockdep.config
 LOCKDEP_KDIR = $(shell scripts/build-kernel.sh --print-dir $(LOCKDEP_FRAGMENT))
 LOCKDEP_OUT := $(CURDIR)/qemu-tests/target/lockdep-build
+LOCKDEP_MOD = $(LOCKDEP_OUT)/usr/src/rust_emergency_reset-$(DKMS_VERSION)
 check-lockdep-run:
 	scripts/build-kernel.sh $(LOCKDEP_FRAGMENT) >/dev/null
-	mkdir -p $(LOCKDEP_OUT)/module $(LOCKDEP_OUT)/test-modules
-	$(MAKE) -C $(LOCKDEP_KDIR) M=$(CURDIR) MO=$(LOCKDEP_OUT)/module LLVM=$(LLVM) modules
-	$(MAKE) -C $(LOCKDEP_KDIR) M=$(TEST_MODULES) MO=$(LOCKDEP_OUT)/test-modules LLVM=$(LLVM) modules
-	cd qemu-tests && RER_KDIR=$(LOCKDEP_KDIR) RER_MODULE=$(LOCKDEP_OUT)/module/rust_emergency_reset.ko \
+	rm -rf $(LOCKDEP_OUT)
+	$(MAKE) dkms-source DESTDIR=$(LOCKDEP_OUT)
+	install -D -m 644 -t $(LOCKDEP_OUT)/test-modules $(TEST_MODULES)/Kbuild $(TEST_MODULES)/*.rs
+	$(MAKE) -C $(LOCKDEP_KDIR) M=$(LOCKDEP_MOD) LLVM=$(LLVM) modules
+	$(MAKE) -C $(LOCKDEP_KDIR) M=$(LOCKDEP_OUT)/test-modules LLVM=$(LLVM) modules
+	cd qemu-tests && RER_KDIR=$(LOCKDEP_KDIR) RER_MODULE=$(LOCKDEP_MOD)/rust_emergency_reset.ko \
 		RER_TEST_MODULES=$(LOCKDEP_OUT)/test-modules \
 		cargo test --release --test engine --test lockdep -- --test-threads=2
 

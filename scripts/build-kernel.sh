@@ -99,6 +99,7 @@ if ! make LLVM=$LLVM_SUFFIX -j"$(nproc)" bzImage modules >"$out/build.log" 2>&1;
 	log "kernel build failed"
 	exit 1
 fi
+echo $(($(date +%s) - start)) >"$out/build-seconds"
 touch "$out/.built"
-log "built in $(($(date +%s) - start)) s: $out/linux/arch/x86/boot/bzImage"
+log "built in $(cat "$out/build-seconds") s: $out/linux/arch/x86/boot/bzImage"
 echo "$out/linux"

@@ -13,7 +13,7 @@ set -euo pipefail
 BINDGEN_VERSION=0.73.2
 LLVM_PKGS="clang-19 lld-19 llvm-19 libclang-19-dev"
 BUILD_PKGS="build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils kmod"
-TEST_PKGS="qemu-system-x86 busybox-static dkms"
+TEST_PKGS="qemu-system-x86 busybox-static dkms fonts-dejavu-core python3-docutils"
 SRC_PKG=linux-source-7.3
 BPO_LIST=/etc/apt/sources.list.d/emergency-reset-trixie-backports.sources
 BPO_PIN=/etc/apt/preferences.d/emergency-reset-trixie-backports
@@ -73,6 +73,7 @@ if [ "$check_only" = 1 ] || [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 
+setup_start=$(date +%s)
 if [ -n "$pkgs" ]; then
 	if [ ! -f "$BPO_LIST" ]; then
 		mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
@@ -93,7 +94,7 @@ PIN
 		echo "setup: added trixie-backports ($mirror), pinned to 50"
 	fi
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 	echo "setup: installed $pkgs"
 	echo "setup: $SRC_PKG $(dpkg-query -W -f='${Version}' $SRC_PKG)"
 fi
@@ -103,4 +104,6 @@ rust_src_ok || rustup component add rust-src
 if ! bindgen_ok; then
 	LIBCLANG_PATH=/usr/lib/llvm-19/lib cargo install bindgen-cli --locked --version "$BINDGEN_VERSION"
 fi
-echo "setup: done ($(rustc --version | cut -d' ' -f1-2), bindgen $(bindgen --version | awk '{print $2}'))"
+cache=${EMERGENCY_RESET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rust_emergency_reset}
+mkdir -p "$cache" && echo $(($(date +%s) - setup_start)) >"$cache/setup-seconds"
+echo "setup: done in $(cat "$cache/setup-seconds") s ($(rustc --version | cut -d' ' -f1-2), bindgen $(bindgen --version | awk '{print $2}'))"

@@ -27,10 +27,12 @@ struct AtomicSleep;
 
 impl kernel::Module for AtomicSleep {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        // SAFETY: deliberately wrong: interrupts off around a sleeping call, then back on.
-        // Module init ran with interrupts on.
+        // SAFETY: deliberately wrong: interrupts off around a sleeping call (announced with
+        // `might_sleep()`, as every sleeping kernel function does), then back on. Module init
+        // ran with interrupts on.
         unsafe {
             core::arch::asm!("cli", options(nomem, nostack));
+            kernel::task::might_sleep();
             bindings::msleep(1);
             core::arch::asm!("sti", options(nomem, nostack));
         }

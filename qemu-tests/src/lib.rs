@@ -43,7 +43,8 @@ use std::{
     thread,
     time::{
         Duration,
-        Instant, //
+        Instant,
+        SystemTime, //
     },
 };
 
@@ -68,6 +69,12 @@ try_write() {
 	echo "RER-WRITE $1 rc=$? $(cat /tmp/err)"
 }
 "#;
+
+/// Guest shell command that makes QEMU emit a timestamped QMP event right
+/// now: bit 1 ("crash kernel loaded") to the pvpanic device's port 0x505,
+/// through /dev/port. QEMU emits `GUEST_CRASHLOADED` in the vCPU thread at the
+/// write and lets the guest run on. Needs [`Guest::pvpanic`].
+pub const MARK: &str = "printf '\\002' | dd of=/dev/port bs=1 seek=1285 count=1 2>/dev/null";
 
 /// Where the inputs of the tests are, from the environment `make check` sets.
 #[derive(Clone, Debug)]
@@ -133,6 +140,8 @@ pub struct Guest {
     pub cmdline: String,
     /// Hard limit for the whole run; the VM is killed then.
     pub timeout: Duration,
+    /// Adds QEMU's ISA pvpanic device, for [`MARK`].
+    pub pvpanic: bool,
     /// The scenario provokes a lockdep / atomic-context report on purpose
     /// (otherwise any report fails the run).
     pub expect_lock_reports: bool,
@@ -150,6 +159,7 @@ impl Guest {
             cmdline: String::new(),
             timeout: Duration::from_secs(60),
             expect_lock_reports: false,
+            pvpanic: false,
         }
     }
 
@@ -203,6 +213,9 @@ echo 'root:x:0:' > /etc/group
 echo 'nogroup:x:65534:' >> /etc/group
 echo "RER-BOOTED cpus=$(nproc)"
 . /scenario.sh
+# The console trails the kernel log (nbcon printer thread): copy the warnings
+# over, so that checks on the console (lock reports) see them all.
+dmesg | grep -e 'WARNING:' -e 'BUG:' | sed 's/^/RER-KMSG /'
 echo "RER-DONE"
 while :; do sleep 1000; done
 "#;
@@ -233,9 +246,45 @@ pub struct Outcome {
     pub log: PathBuf,
     /// From the start of QEMU to the ending.
     pub elapsed: Duration,
+    /// For each chunk of console output: its end offset in `serial`, and when
+    /// the host read it.
+    pub arrivals: Vec<(usize, SystemTime)>,
+    /// QMP events by name, with QEMU's timestamps, in order.
+    pub events: Vec<(String, SystemTime)>,
 }
 
 impl Outcome {
+    /// When the host read the console line holding `marker` (its first occurrence).
+    pub fn time_of(&self, marker: &str) -> Option<SystemTime> {
+        let end = self.serial.find(marker)? + marker.len();
+        self.arrivals
+            .iter()
+            .find(|(e, _)| *e >= end)
+            .map(|(_, t)| *t)
+    }
+
+    /// QEMU's timestamps of the QMP events called `name`.
+    pub fn event_times(&self, name: &str) -> Vec<SystemTime> {
+        self.events
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
+    /// From the guest's first [`MARK`] to QMP's `SHUTDOWN` event of a guest
+    /// reset, both timestamped by QEMU itself.
+    pub fn reset_latency(&self) -> Option<Duration> {
+        if self.ending != Ending::GuestReset {
+            return None;
+        }
+        let mark = *self.event_times("GUEST_CRASHLOADED").first()?;
+        self.event_times("SHUTDOWN")
+            .first()?
+            .duration_since(mark)
+            .ok()
+    }
+
     /// Whether the console shows `marker`.
     pub fn saw(&self, marker: &str) -> bool {
         self.serial.contains(marker)
@@ -329,7 +378,7 @@ pub fn tail(s: &str, n: usize) -> String {
 
 /// What the reader threads report.
 enum Report {
-    Serial(String),
+    Serial(String, SystemTime),
     Qmp(Value),
     SerialClosed,
 }
@@ -349,6 +398,8 @@ pub struct Vm {
     dir: PathBuf,
     echo: bool,
     expect_lock_reports: bool,
+    arrivals: Vec<(usize, SystemTime)>,
+    events: Vec<(String, SystemTime)>,
 }
 
 impl Drop for Vm {
@@ -404,6 +455,11 @@ impl Vm {
                 "-no-reboot",
             ])
             .args(["-serial", "stdio"])
+            .args(if guest.pvpanic {
+                &["-device", "pvpanic"][..]
+            } else {
+                &[]
+            })
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=on", qmp_path.display()))
             .arg("-kernel")
@@ -413,7 +469,8 @@ impl Vm {
             .args(["-append", cmdline.trim()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // QEMU's own messages go next to the serial log.
+            .stderr(fs::File::create(log_path.with_extension("qemu.log")).unwrap())
             .spawn()
             .expect("cannot start qemu-system-x86_64: run scripts/setup.sh");
         let stdin = child.stdin.take();
@@ -435,7 +492,10 @@ impl Vm {
                     Ok(n) => {
                         // The guest's tty writes CRLF; tests match on plain lines.
                         let text = String::from_utf8_lossy(&buf[..n]).replace('\r', "");
-                        if serial_tx.send(Report::Serial(text)).is_err() {
+                        if serial_tx
+                            .send(Report::Serial(text, SystemTime::now()))
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -469,6 +529,8 @@ impl Vm {
             dir,
             echo: false,
             expect_lock_reports: guest.expect_lock_reports,
+            arrivals: Vec::new(),
+            events: Vec::new(),
         };
         vm.qmp_command("qmp_capabilities", serde_json::json!({}));
         vm
@@ -491,8 +553,9 @@ impl Vm {
     /// Handles one report; returns whether the run ended.
     fn handle(&mut self, report: Report) -> bool {
         match report {
-            Report::Serial(text) => {
+            Report::Serial(text, at) => {
                 let _ = self.log.write_all(text.as_bytes());
+                self.arrivals.push((self.serial.len() + text.len(), at));
                 if self.echo {
                     print_console(&text);
                 }
@@ -507,6 +570,13 @@ impl Vm {
                 }
             }
             Report::Qmp(v) => {
+                if let Some(name) = v["event"].as_str() {
+                    let ts = &v["timestamp"];
+                    let at = SystemTime::UNIX_EPOCH
+                        + Duration::from_secs(ts["seconds"].as_u64().unwrap_or(0))
+                        + Duration::from_micros(ts["microseconds"].as_u64().unwrap_or(0));
+                    self.events.push((name.to_string(), at));
+                }
                 if v["event"] == "SHUTDOWN" {
                     let reason = v["data"]["reason"].as_str().unwrap_or("").to_string();
                     self.ending = Some(if reason == "guest-reset" && v["data"]["guest"] == true {
@@ -587,11 +657,47 @@ impl Vm {
             }
         }
         let elapsed = self.started.elapsed();
+        if self.ending == Some(Ending::TimedOut) {
+            // For the diagnosis of a hung run: QEMU's state and where each vCPU is.
+            self.qmp_command("query-status", serde_json::json!({}));
+            self.qmp_command(
+                "human-monitor-command",
+                serde_json::json!({"command-line": "info registers -a"}),
+            );
+            let until = Instant::now() + Duration::from_secs(3);
+            let mut answers = 0;
+            while let Some(left) = until.checked_duration_since(Instant::now()) {
+                match self.reports.recv_timeout(left) {
+                    Ok(Report::Qmp(v)) if v.get("return").is_some() => {
+                        let text = match v["return"].as_str() {
+                            Some(s) => s
+                                .lines()
+                                .filter(|l| l.starts_with("CPU#") || l.starts_with("RIP="))
+                                .collect::<Vec<_>>()
+                                .join("\n"),
+                            None => v.to_string(),
+                        };
+                        let _ = writeln!(self.log, "\n[harness] timed out; QEMU says:\n{text}");
+                        answers += 1;
+                        if answers == 2 {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        let _ =
+                            writeln!(self.log, "\n[harness] timed out; QEMU does not answer QMP");
+                        break;
+                    }
+                }
+            }
+        }
         // Drain what the console printed before the end (the last log lines).
         let _ = self.child.kill();
         while let Ok(r) = self.reports.recv_timeout(Duration::from_millis(200)) {
-            if let Report::Serial(text) = r {
+            if let Report::Serial(text, at) = r {
                 let _ = self.log.write_all(text.as_bytes());
+                self.arrivals.push((self.serial.len() + text.len(), at));
                 self.serial.push_str(&text);
             }
         }
@@ -600,6 +706,8 @@ impl Vm {
             serial: std::mem::take(&mut self.serial),
             log: self.log_path.clone(),
             elapsed,
+            arrivals: std::mem::take(&mut self.arrivals),
+            events: std::mem::take(&mut self.events),
         };
         if self.expect_lock_reports {
             assert!(
@@ -668,6 +776,21 @@ fn busybox() -> &'static str {
 }
 
 /// Boots `guest` and runs it to its end.
+///
+/// A guest that never reached its `/init` (no [`BOOTED`] marker before the
+/// time limit) is booted once more, and the run says so: under TCG on a
+/// loaded host the kernel's early PIT calibration of the TSC sometimes fails,
+/// and the slower lockdep kernel then hangs in early boot (seen on microvm).
+/// Nothing of this project has run at that point.
 pub fn run(guest: &Guest, inputs: &Inputs) -> Outcome {
-    Vm::start(guest, inputs).finish()
+    let out = Vm::start(guest, inputs).finish();
+    if out.ending == Ending::TimedOut && !out.saw(BOOTED) {
+        eprintln!(
+            "{}: the guest kernel never reached /init (log {}); booting once more",
+            guest.name,
+            out.log.display()
+        );
+        return Vm::start(guest, inputs).finish();
+    }
+    out
 }

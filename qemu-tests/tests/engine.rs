@@ -25,9 +25,26 @@ fn microvm(guest: Guest, acpi: bool) -> Guest {
         .cpus(1)
 }
 
+/// Runs a microvm guest expected to reset. QEMU's microvm also hangs now and
+/// then with one CPU on the slower lockdep kernel (2 runs in 6) after the guest
+/// made its reset request; when a run times out *after* the module logged the
+/// attempt, it is run once more, and says so.
+fn run_microvm_reset(guest: &Guest, inputs: &Inputs) -> qemu_tests::Outcome {
+    let out = run(guest, inputs);
+    if out.ending == qemu_tests::Ending::TimedOut && !out.reset_attempts().is_empty() {
+        eprintln!(
+            "{}: QEMU never completed the guest's reset request (log {}); once more",
+            guest.name,
+            out.log.display()
+        );
+        return run(guest, inputs);
+    }
+    out
+}
+
 /// Prints how long the last write took in guest milliseconds, from /proc/uptime.
 const TIMED_WRITE: &str = r#"
-uptime_ms() { read up idle < /proc/uptime; echo $(( ${up%.*} * 1000 + 10 * ${up#*.} )); }
+uptime_ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
 "#;
 
 fn inputs() -> Inputs {
@@ -167,7 +184,7 @@ fn microvm_without_acpi_the_default_order_ends_in_a_triple_fault() {
         Guest::new("microvm_triple", &inputs, &load_and_write("", "reset")),
         false,
     );
-    let out = run(&guest, &inputs);
+    let out = run_microvm_reset(&guest, &inputs);
     assert!(out.saw("skipping method cf9"));
     out.assert_reset_by("/dev/emergency_reset", "triple");
 }
@@ -183,7 +200,7 @@ fn microvm_acpi_reset_register_in_memory_space_resets() {
         ),
         true,
     );
-    let out = run(&guest, &inputs);
+    let out = run_microvm_reset(&guest, &inputs);
     assert!(out.saw("acpi_reset_register: memory 0x"), "status");
     out.assert_reset_by("/dev/emergency_reset", "acpi");
 }
