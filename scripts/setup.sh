@@ -65,10 +65,13 @@ if [ "$check_only" = 1 ] || [ "$(id -u)" != 0 ]; then
 	printf '%s' "$todo" | sed 's/^/  - /' >&2
 	if [ "$(id -u)" != 0 ]; then
 		echo "setup: run as root to install them:  sudo $0" >&2
-		echo "  or by hand: apt-get install $LLVM_PKGS $BUILD_PKGS $TEST_PKGS $SRC_PKG" >&2
-		echo "              (linux-source-7.3 is in trixie-backports; see Documentation/)" >&2
-		echo "              rustup component add rust-src" >&2
-		echo "              cargo install bindgen-cli --locked --version $BINDGEN_VERSION" >&2
+		echo "  or by hand:" >&2
+		[ -z "$pkgs" ] || echo "    apt-get install $pkgs" >&2
+		case " $pkgs " in *" $SRC_PKG "*)
+			echo "    ($SRC_PKG comes from Debian's trixie-backports suite, pinned to 50: see $0)" >&2 ;;
+		esac
+		rust_src_ok || echo "    rustup component add rust-src" >&2
+		bindgen_ok || echo "    cargo install bindgen-cli --locked --version $BINDGEN_VERSION" >&2
 	fi
 	exit 1
 fi

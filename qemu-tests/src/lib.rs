@@ -319,14 +319,31 @@ impl Outcome {
 
     /// The one `RER-WRITE <label> ...` line of [`TRY_WRITE`].
     pub fn write_result(&self, label: &str) -> String {
-        let lines = self.lines_with(&format!("RER-WRITE {label} "));
+        self.line_starting(&format!("RER-WRITE {label} "))
+    }
+
+    /// The one console line that starts with `prefix`, or a failed assertion.
+    pub fn line_starting(&self, prefix: &str) -> String {
+        let lines: Vec<&str> = self
+            .serial
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .collect();
         assert_eq!(
             lines.len(),
             1,
-            "{label}: {lines:?} (log {})",
+            "{prefix}: {lines:?} (log {})",
             self.log.display()
         );
         lines[0].to_string()
+    }
+
+    /// The number that ends the one console line starting with `prefix`.
+    pub fn number_after(&self, prefix: &str) -> i64 {
+        let line = self.line_starting(prefix);
+        let word = line.rsplit(' ').next().unwrap_or("").trim();
+        word.parse()
+            .unwrap_or_else(|_| panic!("no number at the end of {line:?}"))
     }
 
     /// The module's `resetting now: ...` lines, in order.
@@ -381,6 +398,7 @@ enum Report {
     Serial(String, SystemTime),
     Qmp(Value),
     SerialClosed,
+    QmpClosed,
 }
 
 /// A running QEMU, killed when dropped (a failing or panicking test included).
@@ -400,6 +418,8 @@ pub struct Vm {
     expect_lock_reports: bool,
     arrivals: Vec<(usize, SystemTime)>,
     events: Vec<(String, SystemTime)>,
+    serial_closed: bool,
+    qmp_closed: bool,
 }
 
 impl Drop for Vm {
@@ -505,13 +525,14 @@ impl Vm {
         let qmp_reader = qmp.try_clone().unwrap();
         thread::spawn(move || {
             for line in BufReader::new(qmp_reader).lines() {
-                let Ok(line) = line else { return };
+                let Ok(line) = line else { break };
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     if tx.send(Report::Qmp(v)).is_err() {
                         return;
                     }
                 }
             }
+            let _ = tx.send(Report::QmpClosed);
         });
 
         let started = Instant::now();
@@ -531,6 +552,8 @@ impl Vm {
             expect_lock_reports: guest.expect_lock_reports,
             arrivals: Vec::new(),
             events: Vec::new(),
+            serial_closed: false,
+            qmp_closed: false,
         };
         vm.qmp_command("qmp_capabilities", serde_json::json!({}));
         vm
@@ -540,6 +563,25 @@ impl Vm {
     pub fn qmp_command(&mut self, command: &str, arguments: Value) {
         let msg = serde_json::json!({"execute": command, "arguments": arguments});
         writeln!(self.qmp, "{msg}").expect("QMP write");
+    }
+
+    /// Alt+SysRq+`key` on the guest's PS/2 keyboard.
+    pub fn sysrq_chord(&mut self, key: &str) {
+        let keys: Vec<Value> = ["alt", "sysrq", key]
+            .iter()
+            .map(|k| serde_json::json!({"type": "qcode", "data": k}))
+            .collect();
+        self.qmp_command(
+            "send-key",
+            serde_json::json!({ "keys": keys, "hold-time": 200 }),
+        );
+    }
+
+    /// A break on the serial console, then `key`: sysrq over a serial line.
+    pub fn serial_sysrq(&mut self, key: u8) {
+        self.qmp_command("chardev-send-break", serde_json::json!({"id": "serial0"}));
+        thread::sleep(Duration::from_millis(300));
+        self.serial_write(&[key]);
     }
 
     /// Writes raw bytes to the guest's serial console.
@@ -586,8 +628,15 @@ impl Vm {
                     });
                 }
             }
-            Report::SerialClosed => {
-                if self.ending.is_none() {
+            // QEMU exited. Its last QMP events (SHUTDOWN) may still be on their
+            // way when the console closes: decide only once both are closed.
+            Report::SerialClosed | Report::QmpClosed => {
+                if matches!(report, Report::SerialClosed) {
+                    self.serial_closed = true;
+                } else {
+                    self.qmp_closed = true;
+                }
+                if self.ending.is_none() && self.serial_closed && self.qmp_closed {
                     let status = self.child.wait().ok().and_then(|s| s.code());
                     self.ending = Some(Ending::Exited(status));
                 }

@@ -47,18 +47,8 @@ fn scenario(fault: Fault, trigger: Trigger, params: &str) -> String {
 /// Sends an input trigger to a running guest.
 fn send(vm: &mut Vm, trigger: Trigger) {
     match trigger {
-        Trigger::Keyboard => {
-            let keys: Vec<_> = ["alt", "sysrq", "x"]
-                .iter()
-                .map(|k| json!({"type": "qcode", "data": k}))
-                .collect();
-            vm.qmp_command("send-key", json!({ "keys": keys, "hold-time": 200 }));
-        }
-        Trigger::SerialBreak => {
-            vm.qmp_command("chardev-send-break", json!({"id": "serial0"}));
-            std::thread::sleep(Duration::from_millis(300));
-            vm.serial_write(b"x");
-        }
+        Trigger::Keyboard => vm.sysrq_chord("x"),
+        Trigger::SerialBreak => vm.serial_sysrq(b'x'),
         Trigger::Nmi => vm.qmp_command("inject-nmi", json!({})),
         _ => unreachable!("{trigger:?} is no input"),
     }

@@ -137,7 +137,9 @@ impl Case {
             // The failing write, between two marks: no reset; the time to EIO.
             s += &format!("{MARK}\n{} 2>/dev/null\n{MARK}\n", self.trig.command());
         } else {
-            s += &format!("{MARK}\n{}\nsleep {WINDOW_SECS}\n", self.trig.command());
+            // In the background, so that a trigger that hangs (reboot -f) does not keep the
+            // guest from finishing its window; every trigger pays the same fork.
+            s += &format!("{MARK}\n{} &\nsleep {WINDOW_SECS}\n", self.trig.command());
         }
         s
     }
