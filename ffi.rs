@@ -2,11 +2,14 @@
 
 //! The one place where `rust_emergency_reset` calls C that the `kernel` crate
 //! does not wrap, or relies on a C layout: string module parameters, the
-//! sysrq key, the panic CPU slot, the FADT, `ioremap`, credentials and time.
+//! sysrq key, NMI handlers, the die notifier, a kernel thread, the panic CPU
+//! slot, the FADT, `ioremap`, credentials and time.
 //!
 //! Every declaration here was checked against linux 7.3's headers:
 //! `include/linux/sysrq.h` (`struct sysrq_key_op`, `register_sysrq_key`),
 //! `include/linux/moduleparam.h` (`struct kparam_string`, `param_ops_string`),
+//! `arch/x86/include/asm/nmi.h` (`struct nmiaction`, NMI types),
+//! `arch/x86/include/asm/kdebug.h` (`DIE_OOPS`),
 //! `kernel/panic.c` (`panic_try_start`, `panic_reset`),
 //! `include/acpi/actbl.h` (`struct acpi_table_fadt`, packed).
 
@@ -26,27 +29,36 @@ use kernel::{
 
 use crate::logic::ResetRegister;
 
-/// A string module parameter's storage: written by the kernel's parameter
-/// parser before `init` runs, read-only afterwards (the parameters are 0444).
+/// `s` at the start of `N` zero bytes, at compile time (`s` must fit).
+pub(crate) const fn padded<const N: usize>(s: &str) -> [u8; N] {
+    let src = s.as_bytes();
+    assert!(src.len() <= N);
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < src.len() {
+        out[i] = src[i];
+        i += 1;
+    }
+    out
+}
+
+/// A static NUL-terminated string the kernel reads: a string module
+/// parameter's storage (written by the kernel's parameter parser before `init`
+/// runs; the parameters are 0444), or the sysrq help text (written by `init`
+/// before the key is registered).
 #[repr(transparent)]
 pub(crate) struct ParamBuf<const N: usize>(UnsafeCell<[u8; N]>);
 
-// SAFETY: the buffer is written only by the module loader before `init`, and by nobody after
-// (sysfs permission 0444); concurrent reads are fine.
+// SAFETY: the buffer is written only before `init` publishes it (by the module loader, or by
+// `init` itself before registering what points to it), and by nobody after; concurrent reads
+// are fine.
 unsafe impl<const N: usize> Sync for ParamBuf<N> {}
 
 impl<const N: usize> ParamBuf<N> {
     /// A buffer holding `default` and a terminating NUL.
     pub(crate) const fn new(default: &str) -> Self {
-        let src = default.as_bytes();
-        assert!(src.len() < N);
-        let mut buf = [0u8; N];
-        let mut i = 0;
-        while i < src.len() {
-            buf[i] = src[i];
-            i += 1;
-        }
-        ParamBuf(UnsafeCell::new(buf))
+        assert!(default.len() < N);
+        ParamBuf(UnsafeCell::new(padded(default)))
     }
 
     /// The raw buffer, for `struct kparam_string`.
@@ -69,19 +81,6 @@ pub(crate) struct KparamString(pub(crate) bindings::kparam_string);
 
 // SAFETY: the kernel reads it during parameter parsing and sysfs reads only.
 unsafe impl Sync for KparamString {}
-
-/// Bytes for the `.modinfo` section from a string, at compile time.
-pub(crate) const fn modinfo<const N: usize>(s: &str) -> [u8; N] {
-    let src = s.as_bytes();
-    assert!(src.len() == N);
-    let mut out = [0u8; N];
-    let mut i = 0;
-    while i < N {
-        out[i] = src[i];
-        i += 1;
-    }
-    out
-}
 
 /// Declares a read-only (0444) string module parameter backed by `$buf`, with
 /// `modinfo` entries, as C's `module_param_string()` + `MODULE_PARM_DESC()` do.
@@ -115,10 +114,10 @@ macro_rules! string_param {
             const PARMTYPE: &str = concat!("parmtype=", $name, ":string\0");
             #[link_section = ".modinfo"]
             #[used(compiler)]
-            static PARM_INFO: [u8; PARM.len()] = crate::ffi::modinfo(PARM);
+            static PARM_INFO: [u8; PARM.len()] = crate::ffi::padded(PARM);
             #[link_section = ".modinfo"]
             #[used(compiler)]
-            static PARMTYPE_INFO: [u8; PARMTYPE.len()] = crate::ffi::modinfo(PARMTYPE);
+            static PARMTYPE_INFO: [u8; PARMTYPE.len()] = crate::ffi::padded(PARMTYPE);
         };
     };
 }
@@ -327,12 +326,13 @@ struct NmiAction {
     name: *const c_char,
 }
 
-/// One `NmiAction` per type: each is linked into its type's list.
-struct NmiActions(UnsafeCell<[NmiAction; 3]>);
+/// A static the kernel links into one of its lists (NMI actions, the die
+/// notifier chain), so it must be mutable through a shared reference.
+struct Linked<T>(UnsafeCell<T>);
 
-// SAFETY: the kernel's NMI code owns the actions between register and unregister, under its
-// own lock; this module touches them only before registering.
-unsafe impl Sync for NmiActions {}
+// SAFETY: between register and unregister only the kernel's list code touches it, under its
+// own lock; this module writes it only before registering it.
+unsafe impl<T> Sync for Linked<T> {}
 
 const fn nmi_action() -> NmiAction {
     NmiAction {
@@ -343,12 +343,13 @@ const fn nmi_action() -> NmiAction {
         handler: nmi_handler,
         max_duration: 0,
         flags: 0,
-        name: kernel::str::as_char_ptr_in_const_context(c"rust_emergency_reset"),
+        name: kernel::str::as_char_ptr_in_const_context(NMI_ACTIONS_NAME),
     }
 }
 
-static NMI_ACTIONS: NmiActions =
-    NmiActions(UnsafeCell::new([nmi_action(), nmi_action(), nmi_action()]));
+/// One action per type of [`NMI_TYPES`]: each is linked into its type's list.
+static NMI_ACTIONS: Linked<[NmiAction; 3]> =
+    Linked(UnsafeCell::new([nmi_action(), nmi_action(), nmi_action()]));
 
 extern "C" {
     fn __register_nmi_handler(ty: u32, action: *mut NmiAction) -> c_int;
@@ -418,17 +419,13 @@ extern "C" {
     fn unregister_die_notifier(nb: *mut bindings::notifier_block) -> c_int;
 }
 
-/// The die notifier; the kernel links it into its chain.
-struct DieNotifierBlock(UnsafeCell<bindings::notifier_block>);
-
-// SAFETY: only the notifier chain code touches it, under its own lock.
-unsafe impl Sync for DieNotifierBlock {}
-
-static DIE_NB: DieNotifierBlock = DieNotifierBlock(UnsafeCell::new(bindings::notifier_block {
-    notifier_call: Some(die_notify),
-    next: ptr::null_mut(),
-    priority: 0,
-}));
+/// The die notifier.
+static DIE_NB: Linked<bindings::notifier_block> =
+    Linked(UnsafeCell::new(bindings::notifier_block {
+        notifier_call: Some(die_notify),
+        next: ptr::null_mut(),
+        priority: 0,
+    }));
 
 /// Called on every die event (oops, int3, GPF...), in the context of the fault.
 ///

@@ -202,6 +202,7 @@ fn attempt(engine: &Engine, method: Method) {
             Some((AcpiWrite::PciConfig { address, data_port }, value)) => {
                 hw::pci_config_reset(address, data_port, value)
             }
+            // Not reached: `acpi` is `None` exactly when the method is unavailable.
             None => return,
         },
         Method::Cf9 => hw::cf9_reset(),
@@ -354,8 +355,9 @@ fn setup() -> Result<Option<ffi::IoMapping>> {
         availability[Method::Cf9.index()] = Err(Unavailable::NoCf9);
     }
     let (revision, flags, reg) = ffi::fadt();
+    let target = acpi_target(revision, flags, &reg);
     let mut mapping = None;
-    let acpi = match acpi_target(revision, flags, &reg) {
+    let acpi = match target {
         Ok(AcpiTarget::Io(port)) => Ok(AcpiWrite::Io(port)),
         Ok(AcpiTarget::PciConfig { address, data_port }) => {
             Ok(AcpiWrite::PciConfig { address, data_port })
@@ -375,7 +377,7 @@ fn setup() -> Result<Option<ffi::IoMapping>> {
         order,
         availability,
         acpi: acpi.ok().map(|w| (w, reg.value)),
-        reset_register: acpi_target(revision, flags, &reg).is_ok().then_some(reg),
+        reset_register: target.is_ok().then_some(reg),
         sysrq_key,
         nmi: module_parameters::nmi.value(),
         on_oops,

@@ -136,8 +136,6 @@ pub struct Guest {
     pub scenario: String,
     /// Files put in the guest's `/modules/` under their own names.
     pub modules: Vec<PathBuf>,
-    /// Extra kernel command line.
-    pub cmdline: String,
     /// Hard limit for the whole run; the VM is killed then.
     pub timeout: Duration,
     /// Adds QEMU's ISA pvpanic device, for [`MARK`].
@@ -156,7 +154,6 @@ impl Guest {
             cpus: 2,
             scenario: scenario.to_string(),
             modules: vec![inputs.module.clone()],
-            cmdline: String::new(),
             timeout: Duration::from_secs(60),
             expect_lock_reports: false,
             pvpanic: false,
@@ -246,23 +243,11 @@ pub struct Outcome {
     pub log: PathBuf,
     /// From the start of QEMU to the ending.
     pub elapsed: Duration,
-    /// For each chunk of console output: its end offset in `serial`, and when
-    /// the host read it.
-    pub arrivals: Vec<(usize, SystemTime)>,
     /// QMP events by name, with QEMU's timestamps, in order.
     pub events: Vec<(String, SystemTime)>,
 }
 
 impl Outcome {
-    /// When the host read the console line holding `marker` (its first occurrence).
-    pub fn time_of(&self, marker: &str) -> Option<SystemTime> {
-        let end = self.serial.find(marker)? + marker.len();
-        self.arrivals
-            .iter()
-            .find(|(e, _)| *e >= end)
-            .map(|(_, t)| *t)
-    }
-
     /// QEMU's timestamps of the QMP events called `name`.
     pub fn event_times(&self, name: &str) -> Vec<SystemTime> {
         self.events
@@ -395,7 +380,7 @@ pub fn tail(s: &str, n: usize) -> String {
 
 /// What the reader threads report.
 enum Report {
-    Serial(String, SystemTime),
+    Serial(String),
     Qmp(Value),
     SerialClosed,
     QmpClosed,
@@ -416,7 +401,6 @@ pub struct Vm {
     dir: PathBuf,
     echo: bool,
     expect_lock_reports: bool,
-    arrivals: Vec<(usize, SystemTime)>,
     events: Vec<(String, SystemTime)>,
     serial_closed: bool,
     qmp_closed: bool,
@@ -463,7 +447,7 @@ impl Vm {
         fs::write(&initramfs, archive.finish()).unwrap();
 
         let qmp_path = dir.join("qmp.sock");
-        let cmdline = format!("console=ttyS0 rer_guest=1 panic=0 {}", guest.cmdline);
+        let cmdline = "console=ttyS0 rer_guest=1 panic=0";
         let mut child = Command::new("qemu-system-x86_64")
             .args(["-accel", "tcg", "-machine", &guest.machine])
             .args(["-smp", &guest.cpus.to_string(), "-m", "256M"])
@@ -486,7 +470,7 @@ impl Vm {
             .arg(&inputs.kernel)
             .arg("-initrd")
             .arg(&initramfs)
-            .args(["-append", cmdline.trim()])
+            .args(["-append", cmdline])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             // QEMU's own messages go next to the serial log.
@@ -512,10 +496,7 @@ impl Vm {
                     Ok(n) => {
                         // The guest's tty writes CRLF; tests match on plain lines.
                         let text = String::from_utf8_lossy(&buf[..n]).replace('\r', "");
-                        if serial_tx
-                            .send(Report::Serial(text, SystemTime::now()))
-                            .is_err()
-                        {
+                        if serial_tx.send(Report::Serial(text)).is_err() {
                             return;
                         }
                     }
@@ -550,7 +531,6 @@ impl Vm {
             dir,
             echo: false,
             expect_lock_reports: guest.expect_lock_reports,
-            arrivals: Vec::new(),
             events: Vec::new(),
             serial_closed: false,
             qmp_closed: false,
@@ -592,12 +572,11 @@ impl Vm {
         }
     }
 
-    /// Handles one report; returns whether the run ended.
-    fn handle(&mut self, report: Report) -> bool {
+    /// Handles one report; sets `ending` when the run ended.
+    fn handle(&mut self, report: Report) {
         match report {
-            Report::Serial(text, at) => {
+            Report::Serial(text) => {
                 let _ = self.log.write_all(text.as_bytes());
-                self.arrivals.push((self.serial.len() + text.len(), at));
                 if self.echo {
                     print_console(&text);
                 }
@@ -642,7 +621,6 @@ impl Vm {
                 }
             }
         }
-        self.ending.is_some()
     }
 
     /// Waits until the console shows `marker` (returns true) or the run ends or
@@ -680,11 +658,6 @@ impl Vm {
         let seen = self.wait_for(marker);
         self.deadline = saved;
         seen
-    }
-
-    /// Time since QEMU started.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
     }
 
     /// Runs until the guest resets, shuts down, prints [`DONE`], or the time limit.
@@ -744,9 +717,8 @@ impl Vm {
         // Drain what the console printed before the end (the last log lines).
         let _ = self.child.kill();
         while let Ok(r) = self.reports.recv_timeout(Duration::from_millis(200)) {
-            if let Report::Serial(text, at) = r {
+            if let Report::Serial(text) = r {
                 let _ = self.log.write_all(text.as_bytes());
-                self.arrivals.push((self.serial.len() + text.len(), at));
                 self.serial.push_str(&text);
             }
         }
@@ -755,7 +727,6 @@ impl Vm {
             serial: std::mem::take(&mut self.serial),
             log: self.log_path.clone(),
             elapsed,
-            arrivals: std::mem::take(&mut self.arrivals),
             events: std::mem::take(&mut self.events),
         };
         if self.expect_lock_reports {
