@@ -81,11 +81,6 @@ impl Fault {
             Fault::LockupAll => "insmod /modules/rer_lockup.ko all=1",
         }
     }
-
-    /// Whether the reset's log line can be expected on the console.
-    pub fn console_works(self) -> bool {
-        true
-    }
 }
 
 /// What asks for the reset.
