@@ -70,6 +70,11 @@ try_write() {
 }
 "#;
 
+/// Guest shell command to run between printing something the test checks and
+/// a reset: the console's UART sends what userspace printed from interrupts,
+/// and a reset with interrupts off loses what it has not sent yet.
+pub const DRAIN: &str = "sleep 0.5";
+
 /// Guest shell command that makes QEMU emit a timestamped QMP event right
 /// now: bit 1 ("crash kernel loaded") to the pvpanic device's port 0x505,
 /// through /dev/port. QEMU emits `GUEST_CRASHLOADED` in the vCPU thread at the

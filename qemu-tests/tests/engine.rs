@@ -9,6 +9,7 @@ use qemu_tests::{
     Guest,
     Inputs,
     Vm,
+    DRAIN,
     TRY_WRITE, //
 };
 use serde_json::json;
@@ -54,7 +55,7 @@ fn inputs() -> Inputs {
 /// Loads the module with `params`, prints its status, and writes `command`.
 fn load_and_write(params: &str, command: &str) -> String {
     format!(
-        "{TRY_WRITE}{INSMOD} {params}\ncat /dev/emergency_reset\ntry_write cmd '{command}\n'\n\
+        "{TRY_WRITE}{INSMOD} {params}\ncat /dev/emergency_reset\n{DRAIN}\ntry_write cmd '{command}\n'\n\
          cat /dev/emergency_reset\n"
     )
 }
@@ -253,7 +254,7 @@ fn sysrq_trigger_file_resets() {
     let inputs = inputs();
     let scenario = format!(
         "{INSMOD}\necho h > /proc/sysrq-trigger\ndmesg | grep -o 'emergency-reset(x)' | sed 's/^/RER-HELP /'\n\
-         echo x > /proc/sysrq-trigger\n"
+         {DRAIN}\necho x > /proc/sysrq-trigger\n"
     );
     let out = run(&Guest::new("sysrq_proc", &inputs, &scenario), &inputs);
     assert!(out.saw("RER-HELP emergency-reset(x)"), "help text");

@@ -9,6 +9,7 @@ use qemu_tests::{
     run,
     Guest,
     Inputs,
+    DRAIN,
     TRY_WRITE, //
 };
 use std::time::Duration;
@@ -32,7 +33,7 @@ fn inputs() -> Inputs {
 fn seed_scenario_device_resets_while_reboot_is_stuck() {
     let inputs = inputs();
     let scenario = format!(
-        "insmod /modules/rust_emergency_reset.ko\n{STUCK_REBOOT}\
+        "insmod /modules/rust_emergency_reset.ko\n{STUCK_REBOOT}{DRAIN}\n\
          echo reset > /dev/emergency_reset\necho RER-WRITE-RETURNED rc=$?\n"
     );
     let guest = Guest::new("seed_device_reset", &inputs, &scenario)
