@@ -452,7 +452,15 @@ impl Vm {
         fs::write(&initramfs, archive.finish()).unwrap();
 
         let qmp_path = dir.join("qmp.sock");
-        let cmdline = "console=ttyS0 rer_guest=1 panic=0";
+        let mut cmdline = String::from("console=ttyS0 rer_guest=1 panic=0");
+        if guest.machine.starts_with("microvm") {
+            // microvm has neither HPET nor ACPI PM timer: when the PIT calibration of the
+            // TSC fails under host load, calibrate_delay() waits for a tick that never comes
+            // (seen stuck in calibrate_delay_converge). Give it the loops per jiffy instead.
+            if let Some(lpj) = host_lpj() {
+                cmdline += &format!(" lpj={lpj}");
+            }
+        }
         let mut child = Command::new("qemu-system-x86_64")
             .args(["-accel", "tcg", "-machine", &guest.machine])
             .args(["-smp", &guest.cpus.to_string(), "-m", "256M"])
@@ -475,7 +483,7 @@ impl Vm {
             .arg(&inputs.kernel)
             .arg("-initrd")
             .arg(&initramfs)
-            .args(["-append", cmdline])
+            .args(["-append", &cmdline])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             // QEMU's own messages go next to the serial log.
@@ -770,6 +778,21 @@ fn floor_char(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+/// Loops per jiffy of a TCG guest of the test kernel (`CONFIG_HZ=250`), whose
+/// TSC runs at the host's rate: the host's clock rate in Hz / 250.
+fn host_lpj() -> Option<u64> {
+    let info = fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = info
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((mhz * 1e6 / 250.0) as u64)
 }
 
 /// Connects to QEMU's QMP socket, waiting for QEMU to create it.
