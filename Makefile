@@ -3,6 +3,7 @@
 # rust_emergency_reset: out-of-tree build, tests and demo.
 #
 #   make                     build rust_emergency_reset.ko against $(KDIR)
+#   make KRELEASE=7.3.4+deb13-amd64   the same for Debian's own kernel of that release
 #   make print-kdir          the KDIR that would be used
 #   make CLIPPY=1            the same, with clippy (must be warning-free)
 #   make modules_install     install into /lib/modules/<KDIR's release>/updates (as root)
@@ -16,54 +17,79 @@
 #   make demo                set up what is missing, show the seed scenario in QEMU
 #
 # KDIR defaults to the running kernel's build directory when it carries Rust
-# metadata (rust/libkernel.rmeta), otherwise to the project's test kernel,
-# built on demand into a cache outside the clone (scripts/build-kernel.sh).
-# Loading the module resets the machine it runs on: the tests load it only
-# inside QEMU guests.
+# metadata (rust/libkernel.rmeta); else, when the running kernel is Debian's
+# own Rust-enabled kernel, to KRELEASE=$(uname -r); else to the project's test
+# kernel, built on demand into a cache outside the clone (scripts/build-kernel.sh).
+# KRELEASE=<Debian kernel release> builds with that kernel's own compilers
+# against its headers plus Rust metadata made in the cache
+# (scripts/debian-kdir.sh; inside a Debian 13 build root when this host is not
+# Debian 13). Loading the module resets the machine it runs on: the tests load
+# it only inside QEMU guests.
 
 LLVM ?= -19
 export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 ifndef KDIR
+ifndef KRELEASE
+KRELEASE := $(shell scripts/kdir.sh --debian-release)
+endif
+ifdef KRELEASE
+KDIR := $(shell scripts/debian-kdir.sh --print-dir $(KRELEASE))
+else
 KDIR := $(shell scripts/kdir.sh)
 endif
+endif
 TEST_KDIR = $(shell scripts/build-kernel.sh --print-dir)
-KBUILD_ARGS = LLVM=$(LLVM) $(if $(CLIPPY),CLIPPY=$(CLIPPY))
+
+# Kbuild with the kernel's own compilers: Debian's GCC kernel through
+# debian-kdir.sh, the clang-built test kernel (or any KDIR) with LLVM.
+ifdef KRELEASE
+KBUILD = scripts/debian-kdir.sh --make $(KRELEASE) $(if $(CLIPPY),CLIPPY=$(CLIPPY))
+KVER = $(KRELEASE)
+else
+KBUILD = $(MAKE) -C $(KDIR) LLVM=$(LLVM) $(if $(CLIPPY),CLIPPY=$(CLIPPY))
+KVER = $(shell cat $(KDIR)/include/config/kernel.release)
+endif
 
 # The test modules the QEMU suite loads next to ours (deliberately broken).
 TEST_MODULES := $(CURDIR)/qemu-tests/modules
 
 .PHONY: all modules kernel print-kdir modules_install clean setup check check-run \
 	demo demo-run test-modules unit-test fuzz rustfmt rustfmtcheck \
-	check-lockdep check-lockdep-run install dkms-source \
+	check-lockdep check-lockdep-run check-debian-run install dkms-source \
 	bench bench-run
 
 all: modules
 
-# Build the test kernel when KDIR is the test kernel and it is not built yet.
+# Build the test kernel when KDIR is the test kernel and it is not built yet;
+# make a Debian release's KDIR when it is not made yet.
 kernel:
-	@if [ "$(KDIR)" = "$(TEST_KDIR)" ]; then scripts/build-kernel.sh >/dev/null; fi
+	@if [ -n "$(KRELEASE)" ]; then scripts/debian-kdir.sh $(KRELEASE) >/dev/null; \
+	elif [ "$(KDIR)" = "$(TEST_KDIR)" ]; then scripts/build-kernel.sh >/dev/null; fi
 	@test -f "$(KDIR)/Module.symvers" || { echo "KDIR=$(KDIR) is no built kernel tree"; exit 1; }
 	@test -f "$(KDIR)/rust/libkernel.rmeta" || { \
 		echo "KDIR=$(KDIR) has no rust/libkernel.rmeta: build against a kernel with CONFIG_RUST=y"; \
 		exit 1; }
 
 modules: kernel
-	$(MAKE) -C $(KDIR) M=$(CURDIR) $(KBUILD_ARGS) modules
+	$(KBUILD) M=$(CURDIR) modules
 
 test-modules: kernel
-	$(MAKE) -C $(KDIR) M=$(TEST_MODULES) $(KBUILD_ARGS) modules
+	$(KBUILD) M=$(TEST_MODULES) modules
 
 print-kdir:
 	@echo $(KDIR)
 
-# DESTDIR stages the install elsewhere (as packagers do).
-KRELEASE = $(shell cat $(KDIR)/include/config/kernel.release)
+# DESTDIR stages the install elsewhere (as packagers do). For a Debian release
+# the build may have run in the build root: the .ko is copied as DKMS does.
 modules_install: modules
-	$(MAKE) -C $(KDIR) M=$(CURDIR) $(KBUILD_ARGS) INSTALL_MOD_PATH=$(DESTDIR) DEPMOD=true \
-		modules_install
-	depmod -a $(if $(DESTDIR),-b $(DESTDIR)) $(KRELEASE)
+ifdef KRELEASE
+	install -D -m 644 -t $(DESTDIR)/lib/modules/$(KVER)/updates rust_emergency_reset.ko
+else
+	$(KBUILD) M=$(CURDIR) INSTALL_MOD_PATH=$(DESTDIR) DEPMOD=true modules_install
+endif
+	depmod -a $(if $(DESTDIR),-b $(DESTDIR)) $(KVER)
 
 # The module where modprobe finds it, the udev rule, and the modprobe.d example.
 install: modules_install
@@ -77,7 +103,7 @@ DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' packaging/dkms
 DKMS_SRC = $(DESTDIR)/usr/src/rust_emergency_reset-$(DKMS_VERSION)
 dkms-source:
 	install -D -m 644 -t $(DKMS_SRC) Kbuild rust_emergency_reset.rs hw.rs ffi.rs \
-		packaging/dkms.conf packaging/dkms-make.sh
+		packaging/dkms.conf packaging/dkms-make.sh scripts/debian-kdir.sh
 	install -D -m 644 -t $(DKMS_SRC)/logic/src logic/src/logic.rs
 
 clean:
@@ -96,17 +122,31 @@ unit-test:
 fuzz:
 	cd logic && RER_FUZZ_ITERATIONS=10000000 cargo test --release --quiet fuzz
 
-# The QEMU suite boots the test kernel whatever KDIR says.
+# The QEMU suite boots the test kernel whatever KDIR says, then Debian's own
+# kernel: the newest Rust-enabled Debian 13 kernel in trixie-backports,
+# resolved here, its signed vmlinuz fetched into the cache (never installed),
+# the modules built for it by `make KRELEASE=<release>`.
 QEMU_TESTS = --test seed --test engine --test faults --test module_file --test packaging \
 	--test docs
+QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian
 check-run:
 	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
 	$(MAKE) unit-test
 	cd qemu-tests && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
 		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release $(QEMU_TESTS) -- --test-threads=2
-	cd qemu-tests && cargo run --release --quiet --bin matrix
 	cd qemu-tests/bench && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
 		RER_TEST_MODULES=$(TEST_MODULES) cargo run --release --quiet -- --smoke
+	$(MAKE) check-debian-run DEBIAN_RELEASE=$$(scripts/debian-kdir.sh --resolve)
+	cd qemu-tests && cargo run --release --quiet --bin matrix -- test $$(cat target/debian-release)
+
+check-debian-run:
+	@echo "check: Debian's kernel under test: $(DEBIAN_RELEASE)"
+	echo $(DEBIAN_RELEASE) >qemu-tests/target/debian-release
+	$(MAKE) KRELEASE=$(DEBIAN_RELEASE) modules test-modules
+	cd qemu-tests && RER_KDIR=$$(../scripts/debian-kdir.sh --print-dir $(DEBIAN_RELEASE)) \
+		RER_KERNEL=$$(../scripts/debian-kdir.sh --vmlinuz $(DEBIAN_RELEASE)) \
+		RER_KERNEL_NAME=$(DEBIAN_RELEASE) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
+		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release $(QEMU_TESTS_DEBIAN) -- --test-threads=2
 
 # Trigger-to-reset latency beside the anchors (see qemu-tests/bench); writes
 # Documentation/benchmark.md and .png. BENCH_RUNS=N runs per case (default 20).

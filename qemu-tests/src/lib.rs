@@ -15,9 +15,12 @@
 //! module on the host.
 //!
 //! Inputs come from the environment (`make check` sets them):
-//! `RER_KDIR` (the test kernel tree), `RER_MODULE` (`rust_emergency_reset.ko`),
-//! `RER_TEST_MODULES` (the directory of the deliberately broken modules).
-//! Serial logs are kept in `target/serial-logs/<test>.log`.
+//! `RER_KDIR` (the tree the modules were built against), `RER_MODULE`
+//! (`rust_emergency_reset.ko`), `RER_TEST_MODULES` (the directory of the
+//! deliberately broken modules), and for a kernel other than the project's test
+//! kernel `RER_KERNEL` (the image to boot) with `RER_KERNEL_NAME` (its release,
+//! e.g. `7.3.4+deb13-amd64` for Debian's own). Serial logs are kept in
+//! `target/serial-logs/<kernel>/<test>.log`.
 
 use serde_json::Value;
 use std::{
@@ -84,8 +87,11 @@ pub const MARK: &str = "printf '\\002' | dd of=/dev/port bs=1 seek=1285 count=1 
 /// Where the inputs of the tests are, from the environment `make check` sets.
 #[derive(Clone, Debug)]
 pub struct Inputs {
-    /// The test kernel's bzImage.
+    /// The kernel image to boot.
     pub kernel: PathBuf,
+    /// Which kernel that is: `test` for the project's test kernel, else the
+    /// release of the kernel (e.g. `7.3.4+deb13-amd64`).
+    pub kernel_name: String,
     /// `rust_emergency_reset.ko`.
     pub module: PathBuf,
     /// The directory holding the deliberately broken test modules.
@@ -101,8 +107,16 @@ impl Inputs {
                 None => panic!("{name} is not set: run the QEMU tests with `make check`"),
             }
         };
+        let (kernel, kernel_name) = match std::env::var_os("RER_KERNEL") {
+            Some(image) => (
+                PathBuf::from(image),
+                std::env::var("RER_KERNEL_NAME").expect("RER_KERNEL_NAME names RER_KERNEL"),
+            ),
+            None => (var("RER_KDIR").join("arch/x86/boot/bzImage"), "test".to_string()),
+        };
         let inputs = Inputs {
-            kernel: var("RER_KDIR").join("arch/x86/boot/bzImage"),
+            kernel,
+            kernel_name,
             module: var("RER_MODULE"),
             test_modules: var("RER_TEST_MODULES"),
         };
@@ -114,6 +128,16 @@ impl Inputs {
             );
         }
         inputs
+    }
+
+    /// Whether the kernel under test is Debian's own (`+debNN-` in its release).
+    pub fn is_debian(&self) -> bool {
+        self.kernel_name.contains("+deb")
+    }
+
+    /// A directory under this crate's `target/` for what runs on this kernel.
+    pub fn target_dir(&self, what: &str) -> PathBuf {
+        target_dir().join(what).join(&self.kernel_name)
     }
 
     /// A deliberately broken module from `qemu-tests/modules`, by name.
@@ -427,12 +451,12 @@ fn target_dir() -> PathBuf {
 impl Vm {
     /// Packs the initramfs and boots `guest`.
     pub fn start(guest: &Guest, inputs: &Inputs) -> Vm {
-        let dir = target_dir()
-            .join("vms")
+        let dir = inputs
+            .target_dir("vms")
             .join(format!("{}-{}", guest.name, std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let logs = target_dir().join("serial-logs");
+        let logs = inputs.target_dir("serial-logs");
         fs::create_dir_all(&logs).unwrap();
         let log_path = logs.join(format!("{}.log", guest.name));
 

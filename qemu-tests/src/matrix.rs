@@ -198,13 +198,16 @@ impl Expect {
     }
 }
 
-fn results_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/matrix")
+/// Where the cells of the runs on kernel `kernel` are kept ([`crate::Inputs::kernel_name`]).
+fn results_dir(kernel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/matrix")
+        .join(kernel)
 }
 
-/// Records what a cell showed, for the table.
-pub fn record(fault: Fault, trigger: Trigger, got: Expect) {
-    let dir = results_dir();
+/// Records what a cell showed on kernel `kernel`, for its table.
+pub fn record(kernel: &str, fault: Fault, trigger: Trigger, got: Expect) {
+    let dir = results_dir(kernel);
     fs::create_dir_all(&dir).unwrap();
     fs::write(
         dir.join(format!("{}__{}", fault.id(), trigger.id())),
@@ -213,8 +216,9 @@ pub fn record(fault: Fault, trigger: Trigger, got: Expect) {
     .unwrap();
 }
 
-/// The markdown table from the recorded cells; an error names the missing ones.
-pub fn table() -> Result<String, String> {
+/// The markdown table from the cells recorded on kernel `kernel`; an error
+/// names the missing ones.
+pub fn table(kernel: &str) -> Result<String, String> {
     let mut missing = Vec::new();
     let mut out = String::from("| fault \\ trigger |");
     for t in Trigger::ALL {
@@ -226,7 +230,7 @@ pub fn table() -> Result<String, String> {
     for f in Fault::ALL {
         out += &format!("| {} |", f.label());
         for t in Trigger::ALL {
-            let path = results_dir().join(format!("{}__{}", f.id(), t.id()));
+            let path = results_dir(kernel).join(format!("{}__{}", f.id(), t.id()));
             match fs::read_to_string(&path)
                 .ok()
                 .as_deref()
@@ -245,7 +249,7 @@ pub fn table() -> Result<String, String> {
         Ok(out)
     } else {
         Err(format!(
-            "cells not recorded (run tests/faults.rs in full): {missing:?}"
+            "{kernel}: cells not recorded (run tests/faults.rs in full): {missing:?}"
         ))
     }
 }

@@ -109,7 +109,7 @@ fn cell(fault: Fault, trigger: Trigger, expect: Expect) {
             }
         }
     }
-    record(fault, trigger, got);
+    record(&inputs.kernel_name, fault, trigger, got);
 }
 
 macro_rules! cells {

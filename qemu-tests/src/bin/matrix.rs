@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Writes `Documentation/fault-matrix.md` from the cells `tests/faults.rs`
-//! recorded. Exits 1 if the table changed (commit the new one) or a cell is
-//! missing.
+//! recorded on each kernel named on the command line (`test` for the
+//! project's test kernel, or a release such as `7.3.4+deb13-amd64`). Exits 1
+//! if the table changed (commit the new one) or a cell is missing.
+//!
+//! ```sh
+//! cargo run --bin matrix -- test 7.3.4+deb13-amd64
+//! ```
 
 use std::{
     fs,
@@ -17,19 +22,38 @@ Each cell: the guest broken as the row says (q35, 2 CPUs, `rust_emergency_reset`
 the trigger was issued and the guest was still up, not reset, 8 s later. *impossible*: the \
 trigger could not be issued, no CPU ran userspace again. *no reset*: the input reached QEMU, \
 nothing reset the guest. Row 4, Alt+SysRq+x: the guest delivers the 8042's IRQ 1 to CPU 1, one \
-of the spinning CPUs, so the chord never reaches the sysrq code (the UART's IRQ 4 is on CPU 0).\n\n";
+of the spinning CPUs, so the chord never reaches the sysrq code (the UART's IRQ 4 is on CPU 0).\n";
+
+/// The heading of a kernel's table.
+fn heading(kernel: &str) -> String {
+    if kernel == "test" {
+        "The project's test kernel (allnoconfig + Rust, clang 19; `scripts/build-kernel.sh`)".into()
+    } else {
+        format!(
+            "Debian 13's stock kernel `{kernel}` (Debian's signed vmlinuz, GCC 14, rustc 1.85.1; \
+             the module built by `make KRELEASE={kernel}`)"
+        )
+    }
+}
 
 fn main() -> ExitCode {
-    let table = match qemu_tests::matrix::table() {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("matrix: {e}");
-            return ExitCode::FAILURE;
+    let kernels: Vec<String> = std::env::args().skip(1).collect();
+    if kernels.is_empty() {
+        eprintln!("usage: matrix KERNEL... (test, or a release such as 7.3.4+deb13-amd64)");
+        return ExitCode::FAILURE;
+    }
+    let mut text = HEADER.to_string();
+    for kernel in &kernels {
+        match qemu_tests::matrix::table(kernel) {
+            Ok(t) => text += &format!("\n## {}\n\n{t}", heading(kernel)),
+            Err(e) => {
+                eprintln!("matrix: {e}");
+                return ExitCode::FAILURE;
+            }
         }
-    };
-    let text = format!("{HEADER}{table}");
+    }
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Documentation/fault-matrix.md");
-    print!("{table}");
+    print!("{text}");
     let old = fs::read_to_string(&path).unwrap_or_default();
     if old == text {
         println!("matrix: {} is up to date", path.display());

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The Debian 13 ("trixie") build root: the compilers Debian's own Rust-enabled
+# kernel was built with (gcc-14, rustc 1.85.1, bindgen 0.71.1), for hosts that
+# are not Debian 13 themselves (the project's machines and CI are Debian 12).
+#
+#   scripts/debian-root.sh               make it if missing; print its path
+#   scripts/debian-root.sh --print-dir   print its path, make nothing
+#   scripts/debian-root.sh --run CMD...  run CMD inside it (chroot, /proc mounted,
+#                                        the clone and the cache at the same paths)
+#
+# Made with debootstrap into the cache ($EMERGENCY_RESET_CACHE, else
+# $XDG_CACHE_HOME/rust_emergency_reset, else ~/.cache/rust_emergency_reset),
+# keyed by RECIPE and the package list below. Needs root (debootstrap, chroot).
+# Its apt lists are refreshed when older than a day, so the newest kernel in
+# trixie-backports is seen. Nothing runs on the host's kernel but compilers.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+RECIPE="debootstrap minbase trixie; trixie trixie-updates trixie-security trixie-backports; v1"
+PKGS="rustc rust-src bindgen libclang-dev gcc-14 make bc flex bison libelf-dev libssl-dev
+ cpio xz-utils kmod dwarves python3 dkms ca-certificates"
+
+log() { echo "debian-root: $*" >&2; }
+
+cache=${EMERGENCY_RESET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rust_emergency_reset}
+key=$(printf '%s\n%s\n' "$RECIPE" "$PKGS" | sha256sum | cut -c1-12)
+root="$cache/debian13-root-$key"
+
+# Runs "$@" inside the root: a private mount namespace (the mounts vanish with
+# the command, whatever happens), /proc and /dev mounted, the clone (this
+# script's tree) and the cache at their host paths.
+in_root() {
+	local repo
+	repo=$(cd "$here/.." && pwd)
+	unshare --mount --propagation private -- sh -ec '
+		root=$1 repo=$2 cache=$3; shift 3
+		mount -t proc proc "$root/proc"
+		mount --bind /dev "$root/dev"
+		for d in "$repo" "$cache"; do
+			mkdir -p "$root$d"
+			mount --bind "$d" "$root$d"
+		done
+		cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+		exec chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+			LANG=C.UTF-8 EMERGENCY_RESET_CACHE="$cache" "$@"
+	' sh "$root" "$repo" "$cache" "$@"
+}
+
+mode=make
+case "${1:-}" in
+--print-dir)
+	echo "$root"
+	exit 0
+	;;
+--run)
+	shift
+	mode=run
+	;;
+"") ;;
+*)
+	echo "usage: $0 [--print-dir | --run CMD...]" >&2
+	exit 2
+	;;
+esac
+
+[ "$(id -u)" = 0 ] || {
+	log "making the Debian 13 build root needs root (debootstrap, chroot): sudo $0"
+	exit 1
+}
+command -v debootstrap >/dev/null || { log "debootstrap missing: run scripts/setup.sh as root"; exit 1; }
+mkdir -p "$cache"
+exec 9>"$root.lock"
+flock 9
+
+mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+[ -n "$mirror" ] || mirror=$(awk '/^deb / && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+[ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+
+if [ ! -f "$root/.ready" ]; then
+	start=$(date +%s)
+	rm -rf "$root"
+	log "debootstrap trixie into $root ($mirror)"
+	debootstrap --variant=minbase trixie "$root" "$mirror" >"$root.debootstrap.log" 2>&1 || {
+		tail -20 "$root.debootstrap.log" >&2
+		log "debootstrap failed (log: $root.debootstrap.log)"
+		exit 1
+	}
+	cat >"$root/etc/apt/sources.list.d/debian.sources" <<SRC
+Types: deb
+URIs: $mirror
+Suites: trixie trixie-updates trixie-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: ${mirror%/debian}/debian-security
+Suites: trixie-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+	rm -f "$root/etc/apt/sources.list"
+	# No daemons in the root; no documentation either.
+	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+	chmod 755 "$root/usr/sbin/policy-rc.d"
+	in_root apt-get update -qq
+	in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		$PKGS >"$root.apt.log" 2>&1 || {
+		tail -20 "$root.apt.log" >&2
+		log "installing the build packages failed (log: $root.apt.log)"
+		exit 1
+	}
+	echo $(($(date +%s) - start)) >"$root.seconds"
+	touch "$root/.ready"
+	log "made in $(cat "$root.seconds") s: $(in_root rustc --version)"
+elif [ -z "$(find "$root/var/lib/apt/lists" -maxdepth 1 -name '*Packages*' -mmin -1440 | head -1)" ]; then
+	log "refreshing the apt lists (older than a day)"
+	in_root apt-get update -qq
+fi
+flock -u 9
+if [ "$mode" = run ]; then
+	in_root "$@"
+else
+	echo "$root"
+fi
