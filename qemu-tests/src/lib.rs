@@ -112,7 +112,10 @@ impl Inputs {
                 PathBuf::from(image),
                 std::env::var("RER_KERNEL_NAME").expect("RER_KERNEL_NAME names RER_KERNEL"),
             ),
-            None => (var("RER_KDIR").join("arch/x86/boot/bzImage"), "test".to_string()),
+            None => (
+                var("RER_KDIR").join("arch/x86/boot/bzImage"),
+                "test".to_string(),
+            ),
         };
         let inputs = Inputs {
             kernel,

@@ -74,9 +74,12 @@ impl Fault {
                 "insmod /modules/rer_hung_reboot_notifier.ko\nreboot -f &\nsleep 3"
             }
             Fault::OopsConsole => "insmod /modules/rer_oops_console.ko",
-            // The shell and all it starts stay on CPU 0, the one left running.
+            // The shell and all it starts stay on CPU 0, the one left running. Where the
+            // keyboard's and the UART's IRQs go decides whether their sysrq input is seen.
             Fault::LockupOthers => {
-                "taskset -p 1 $$ >/dev/null\ninsmod /modules/rer_lockup.ko\nsleep 3"
+                "echo \"RER-IRQ-CPUS kbd=$(cat /proc/irq/1/effective_affinity_list) \
+                 serial=$(cat /proc/irq/4/effective_affinity_list)\"\n\
+                 taskset -p 1 $$ >/dev/null\ninsmod /modules/rer_lockup.ko\nsleep 3"
             }
             Fault::LockupAll => "insmod /modules/rer_lockup.ko all=1",
         }

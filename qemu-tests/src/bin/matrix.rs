@@ -21,8 +21,10 @@ Each cell: the guest broken as the row says (q35, 2 CPUs, `rust_emergency_reset`
 `nmi=1`), then the column's trigger. *reset*: QEMU reported the guest's reset. *no reset: stuck*: \
 the trigger was issued and the guest was still up, not reset, 8 s later. *impossible*: the \
 trigger could not be issued, no CPU ran userspace again. *no reset*: the input reached QEMU, \
-nothing reset the guest. Row 4, Alt+SysRq+x: the guest delivers the 8042's IRQ 1 to CPU 1, one \
-of the spinning CPUs, so the chord never reaches the sysrq code (the UART's IRQ 4 is on CPU 0).\n";
+nothing reset the guest. Row 4, Alt+SysRq+x and serial break: the input reaches the sysrq code \
+only if the guest delivers its IRQ (1: the 8042, 4: the UART) to CPU 0, the one left running; \
+each cell reads that CPU from `/proc/irq/N/effective_affinity_list` before the fault. The test \
+kernel puts IRQ 1 on CPU 1 and IRQ 4 on CPU 0; Debian's kernel puts both on CPU 1.\n";
 
 /// The heading of a kernel's table.
 fn heading(kernel: &str) -> String {
