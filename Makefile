@@ -133,20 +133,21 @@ check-run:
 	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
 	$(MAKE) unit-test
 	cd qemu-tests && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
-		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release $(QEMU_TESTS) -- --test-threads=2
+		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release --no-fail-fast $(QEMU_TESTS) -- --test-threads=2
 	cd qemu-tests/bench && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
 		RER_TEST_MODULES=$(TEST_MODULES) cargo run --release --quiet -- --smoke
 	$(MAKE) check-debian-run DEBIAN_RELEASE=$$(scripts/debian-kdir.sh --resolve)
 	cd qemu-tests && cargo run --release --quiet --bin matrix -- test $$(cat target/debian-release)
 
 check-debian-run:
+	@test -n "$(DEBIAN_RELEASE)" || { echo "check: no Debian 13 kernel resolved in trixie-backports" >&2; exit 1; }
 	@echo "check: Debian's kernel under test: $(DEBIAN_RELEASE)"
 	echo $(DEBIAN_RELEASE) >qemu-tests/target/debian-release
 	$(MAKE) KRELEASE=$(DEBIAN_RELEASE) modules test-modules
 	cd qemu-tests && RER_KDIR=$$(../scripts/debian-kdir.sh --print-dir $(DEBIAN_RELEASE)) \
 		RER_KERNEL=$$(../scripts/debian-kdir.sh --vmlinuz $(DEBIAN_RELEASE)) \
 		RER_KERNEL_NAME=$(DEBIAN_RELEASE) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
-		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release $(QEMU_TESTS_DEBIAN) -- --test-threads=2
+		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release --no-fail-fast $(QEMU_TESTS_DEBIAN) -- --test-threads=2
 
 # Trigger-to-reset latency beside the anchors (see qemu-tests/bench); writes
 # Documentation/benchmark.md and .png. BENCH_RUNS=N runs per case (default 20).

@@ -224,8 +224,8 @@ case "${1:-}" in
 		cp "$out/deb/x/usr/lib/modules/$r/vmlinuz" "$out/vmlinuz.tmp"
 		rm -rf "$out/deb"
 		mv "$out/vmlinuz.tmp" "$out/vmlinuz"
-		log "$r: Debian's vmlinuz (linux-binary-$r $v): $out/vmlinuz"
 	fi
+	log "$r: Debian's signed vmlinuz, linux-binary-$r $v: $out/vmlinuz"
 	echo "$out/vmlinuz"
 	;;
 -*)

@@ -79,8 +79,7 @@ fn dkms_add() -> PathBuf {
     ok(Command::new("make")
         .arg("-C")
         .arg(repo())
-        .arg("-s")
-        .arg("dkms-source")
+        .args(["-s", "--no-print-directory", "dkms-source"])
         .arg(format!("DESTDIR={}", root.display())));
     let (rc, log) = in_root(&format!(
         "dkms remove rust_emergency_reset/{VERSION} --all >/dev/null 2>&1; \
@@ -108,7 +107,7 @@ fn make_krelease_builds_against_debians_headers_with_rust_metadata() {
     let kdir = ok(Command::new("make")
         .arg("-C")
         .arg(repo())
-        .args(["-s", "print-kdir"])
+        .args(["-s", "--no-print-directory", "print-kdir"])
         .arg(format!("KRELEASE={release}")));
     let kdir = PathBuf::from(kdir.trim());
     assert_eq!(
