@@ -115,7 +115,11 @@ fn make_krelease_builds_against_debians_headers_with_rust_metadata() {
         PathBuf::from(std::env::var_os("RER_KDIR").unwrap()),
         "make print-kdir KRELEASE={release}"
     );
-    for f in ["Module.symvers", "rust/libkernel.rmeta", "scripts/target.json"] {
+    for f in [
+        "Module.symvers",
+        "rust/libkernel.rmeta",
+        "scripts/target.json",
+    ] {
         assert!(kdir.join(f).exists(), "{} has no {f}", kdir.display());
     }
     // Built for that release...
@@ -146,7 +150,11 @@ fn make_krelease_builds_against_debians_headers_with_rust_metadata() {
     // Nothing was written into the headers package's own paths.
     let hdr = root().join(format!("usr/src/linux-headers-{release}"));
     assert!(hdr.join(".config").exists(), "{}", hdr.display());
-    assert!(!hdr.join("rust").exists(), "{}/rust was written", hdr.display());
+    assert!(
+        !hdr.join("rust").exists(),
+        "{}/rust was written",
+        hdr.display()
+    );
     assert!(
         !hdr.join("scripts/target.json").exists(),
         "the kbuild package's scripts/ was written"
@@ -171,7 +179,10 @@ fn dkms_install_builds_and_installs_the_module_that_resets_debians_kernel() {
         "vermagic {vermagic:?}"
     );
     // DKMS signs with its MOK key (what Secure Boot needs once enrolled).
-    assert!(!modinfo(&ko, "sig_id").is_empty(), "DKMS did not sign the module");
+    assert!(
+        !modinfo(&ko, "sig_id").is_empty(),
+        "DKMS did not sign the module"
+    );
 
     // Debian's vmlinuz loads the DKMS-built module and is reset by it in the seed scenario.
     let scenario = format!(
@@ -204,7 +215,11 @@ fn dkms_autoinstall_on_a_kernel_package_update_builds_the_module() {
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall linux-headers-{release}"
     ));
     assert_eq!(rc, Some(0), "apt-get install --reinstall:\n{log}");
-    assert!(ko.exists(), "autoinstall did not install {}:\n{log}", ko.display());
+    assert!(
+        ko.exists(),
+        "autoinstall did not install {}:\n{log}",
+        ko.display()
+    );
     assert!(modinfo(&ko, "vermagic").starts_with(&format!("{release} ")));
 }
 
