@@ -72,11 +72,15 @@ kernel:
 		echo "KDIR=$(KDIR) has no rust/libkernel.rmeta: build against a kernel with CONFIG_RUST=y"; \
 		exit 1; }
 
+# Signed with the kernel's own build key where the tree has one (the test
+# kernel): a kernel in lockdown loads only signed modules.
 modules: kernel
 	$(KBUILD) M=$(CURDIR) modules
+	scripts/sign-modules.sh $(KDIR) rust_emergency_reset.ko
 
 test-modules: kernel
 	$(KBUILD) M=$(TEST_MODULES) modules
+	scripts/sign-modules.sh $(KDIR) $(TEST_MODULES)/*.ko
 
 print-kdir:
 	@echo $(KDIR)
@@ -84,10 +88,14 @@ print-kdir:
 # DESTDIR stages the install elsewhere (as packagers do). For a Debian release
 # the build may have run in the build root: the .ko is copied as DKMS does.
 modules_install: modules
+# `make` signed the module already where the tree has a key, as kbuild's
+# modules_install would (CONFIG_MODULE_SIG_ALL): kbuild's signing, which
+# does not look for a signature, would append a second one.
 ifdef KRELEASE
 	install -D -m 644 -t $(DESTDIR)/lib/modules/$(KVER)/updates rust_emergency_reset.ko
 else
-	$(KBUILD) M=$(CURDIR) INSTALL_MOD_PATH=$(DESTDIR) DEPMOD=true modules_install
+	$(KBUILD) M=$(CURDIR) INSTALL_MOD_PATH=$(DESTDIR) DEPMOD=true CONFIG_MODULE_SIG_ALL= \
+		modules_install
 endif
 	depmod -a $(if $(DESTDIR),-b $(DESTDIR)) $(KVER)
 
@@ -127,8 +135,9 @@ fuzz:
 # resolved here, its signed vmlinuz fetched into the cache (never installed),
 # the modules built for it by `make KRELEASE=<release>`.
 QEMU_TESTS = --test seed --test engine --test faults --test module_file --test packaging \
-	--test docs
-QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian
+	--test docs --test lockdown --test lockdown_signed
+QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian \
+	--test lockdown
 check-run:
 	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
 	$(MAKE) unit-test

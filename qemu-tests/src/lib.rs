@@ -84,6 +84,11 @@ pub const DRAIN: &str = "sleep 0.5";
 /// write and lets the guest run on. Needs [`Guest::pvpanic`].
 pub const MARK: &str = "printf '\\002' | dd of=/dev/port bs=1 seek=1285 count=1 2>/dev/null";
 
+/// Guest shell command for a timestamped QMP event where [`MARK`] cannot be
+/// used (lockdown refuses `/dev/port`): setting the CMOS RTC, which QEMU
+/// reports as `RTC_CHANGE` from the vCPU thread.
+pub const RTC_MARK: &str = "hwclock -w -u";
+
 /// Where the inputs of the tests are, from the environment `make check` sets.
 #[derive(Clone, Debug)]
 pub struct Inputs {
@@ -168,6 +173,10 @@ pub struct Guest {
     pub scenario: String,
     /// Files put in the guest's `/modules/` under their own names.
     pub modules: Vec<PathBuf>,
+    /// Executables put in the guest's `/bin/` under their own names.
+    pub binaries: Vec<PathBuf>,
+    /// More kernel command line, e.g. `lockdown=integrity`.
+    pub append: String,
     /// Hard limit for the whole run; the VM is killed then.
     pub timeout: Duration,
     /// Adds QEMU's ISA pvpanic device, for [`MARK`].
@@ -186,6 +195,8 @@ impl Guest {
             cpus: 2,
             scenario: scenario.to_string(),
             modules: vec![inputs.module.clone()],
+            binaries: Vec::new(),
+            append: String::new(),
             timeout: Duration::from_secs(60),
             expect_lock_reports: false,
             pvpanic: false,
@@ -207,6 +218,19 @@ impl Guest {
     /// Adds a module file to `/modules`.
     pub fn with_module(mut self, path: PathBuf) -> Guest {
         self.modules.push(path);
+        self
+    }
+
+    /// Adds an executable to `/bin`.
+    pub fn with_binary(mut self, path: PathBuf) -> Guest {
+        self.binaries.push(path);
+        self
+    }
+
+    /// Adds `param` to the kernel command line.
+    pub fn append(mut self, param: &str) -> Guest {
+        self.append += " ";
+        self.append += param;
         self
     }
 
@@ -292,10 +316,16 @@ impl Outcome {
     /// From the guest's first [`MARK`] to QMP's `SHUTDOWN` event of a guest
     /// reset, both timestamped by QEMU itself.
     pub fn reset_latency(&self) -> Option<Duration> {
+        self.reset_latency_from("GUEST_CRASHLOADED")
+    }
+
+    /// From the first QMP event `mark` (e.g. `RTC_CHANGE` for [`RTC_MARK`]) to
+    /// QMP's `SHUTDOWN` event of a guest reset.
+    pub fn reset_latency_from(&self, mark: &str) -> Option<Duration> {
         if self.ending != Ending::GuestReset {
             return None;
         }
-        let mark = *self.event_times("GUEST_CRASHLOADED").first()?;
+        let mark = *self.event_times(mark).first()?;
         self.event_times("SHUTDOWN")
             .first()?
             .duration_since(mark)
@@ -476,10 +506,14 @@ impl Vm {
             let name = m.file_name().unwrap().to_str().unwrap();
             archive.file(&format!("modules/{name}"), 0o644, &fs::read(m).unwrap());
         }
+        for b in &guest.binaries {
+            let name = b.file_name().unwrap().to_str().unwrap();
+            archive.file(&format!("bin/{name}"), 0o755, &fs::read(b).unwrap());
+        }
         fs::write(&initramfs, archive.finish()).unwrap();
 
         let qmp_path = dir.join("qmp.sock");
-        let mut cmdline = String::from("console=ttyS0 rer_guest=1 panic=0");
+        let mut cmdline = format!("console=ttyS0 rer_guest=1 panic=0{}", guest.append);
         if guest.machine.starts_with("microvm") {
             // microvm has neither HPET nor ACPI PM timer: when the PIT calibration of the
             // TSC fails under host load, calibrate_delay() waits for a tick that never comes
@@ -838,6 +872,57 @@ fn connect(path: &Path, child: &mut Child) -> UnixStream {
         );
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The marker `scripts/sign-file` appends after a module's signature.
+const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
+
+/// Whether a module file carries an appended signature.
+pub fn is_signed(ko: &Path) -> bool {
+    fs::read(ko).unwrap().ends_with(SIGNATURE_MARKER)
+}
+
+/// A copy of `ko` without its signature (a signed module is the module, the
+/// signature, a 12-byte `struct module_signature` whose last 4 bytes are the
+/// signature's length, big-endian, and the marker), in `dir`.
+pub fn unsigned_copy(ko: &Path, dir: &Path) -> PathBuf {
+    let mut data = fs::read(ko).unwrap();
+    if data.ends_with(SIGNATURE_MARKER) {
+        let info_end = data.len() - SIGNATURE_MARKER.len();
+        let info = &data[info_end - 12..info_end];
+        let sig_len = u32::from_be_bytes(info[8..12].try_into().unwrap()) as usize;
+        data.truncate(info_end - 12 - sig_len);
+    }
+    fs::create_dir_all(dir).unwrap();
+    let copy = dir.join(ko.file_name().unwrap());
+    fs::write(&copy, data).unwrap();
+    assert!(!is_signed(&copy));
+    copy
+}
+
+/// `rer-rescue` (`helpers/rer-rescue.c`), seed 000's userspace rescue, built
+/// static for the guest on first use: `rer-rescue iopl|ioperm` prints
+/// `RER-RESCUE <how> refused: <error>`, or resets the machine.
+pub fn rescue_helper() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("helpers/rer-rescue.c");
+            let dir = target_dir().join("helpers");
+            fs::create_dir_all(&dir).unwrap();
+            let bin = dir.join("rer-rescue");
+            let tmp = dir.join(format!("rer-rescue.{}", std::process::id()));
+            let status = Command::new("cc")
+                .args(["-static", "-O2", "-Wall", "-Werror", "-o"])
+                .arg(&tmp)
+                .arg(&src)
+                .status()
+                .expect("cc (build-essential)");
+            assert!(status.success(), "cannot build {}", src.display());
+            fs::rename(&tmp, &bin).unwrap();
+            bin
+        })
+        .clone()
 }
 
 /// The static busybox the guest runs.

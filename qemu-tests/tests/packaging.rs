@@ -63,6 +63,11 @@ fn make_install_puts_the_module_where_modprobe_finds_it() {
     let rel = release(&kdir);
     let ko = dest.join(format!("lib/modules/{rel}/updates/rust_emergency_reset.ko"));
     assert!(ko.exists(), "{}", ko.display());
+    // Signed with the test kernel's key, once (a lockdown kernel needs it).
+    let data = std::fs::read(&ko).unwrap();
+    let marker = b"~Module signature appended~\n";
+    let signatures = data.windows(marker.len()).filter(|w| w == marker).count();
+    assert_eq!(signatures, 1, "{}: {signatures} signatures", ko.display());
     // Found by name, through modules.dep, as modprobe looks it up.
     let info = run(Command::new("modinfo").arg("-b").arg(&dest).args([
         "-k",

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Kernel lockdown, as on every Secure Boot machine: why this module exists.
+//! Booted with `lockdown=integrity` and with `lockdown=confidentiality`, the
+//! kernel refuses seed 000's userspace rescue (`iopl(3)` or `ioperm()` then
+//! `outb(0xfe, 0x64)`; 0xFE written to `/dev/port`) and refuses an unsigned
+//! module. Run on both kernels: on Debian's, whose keys are Debian's, our
+//! module built by `make KRELEASE=` is such an unsigned module.
+//!
+//! Without lockdown every step here would succeed: the rescues would reset the
+//! guest and the module would load, so each assertion fails if lockdown is off.
+
+use qemu_tests::{
+    rescue_helper,
+    run,
+    unsigned_copy,
+    Guest,
+    Inputs,
+    Outcome, //
+};
+
+/// The lockdown modes a Secure Boot kernel can be in.
+pub const MODES: [&str; 2] = ["integrity", "confidentiality"];
+
+/// Guest commands: mount securityfs and print the lockdown line. Then wait
+/// out the rate limit of the kernel's `Lockdown:` lines (one call site, 10
+/// lines per 5 s), which Debian's kernel spends at boot in confidentiality
+/// mode (tracefs), so that the refusals below are logged.
+const SHOW_LOCKDOWN: &str = "mount -t securityfs securityfs /sys/kernel/security\n\
+     echo \"RER-LOCKDOWN $(cat /sys/kernel/security/lockdown)\"\nsleep 6\n";
+
+/// Asserts the guest was in lockdown `mode` (`none integrity [confidentiality]`).
+fn assert_mode(out: &Outcome, mode: &str) {
+    let line = out.line_starting("RER-LOCKDOWN ");
+    assert!(
+        line.contains(&format!("[{mode}]")),
+        "not in lockdown {mode}: {line}"
+    );
+}
+
+#[test]
+fn lockdown_refuses_the_userspace_rescue_and_an_unsigned_module() {
+    let inputs = Inputs::from_env();
+    for mode in MODES {
+        let name = format!("lockdown_{mode}_refusals");
+        let unsigned = unsigned_copy(&inputs.module, &inputs.target_dir("unsigned"));
+        let scenario = format!(
+            "{SHOW_LOCKDOWN}\
+             rer-rescue iopl\n\
+             rer-rescue ioperm\n\
+             printf '\\376' | dd of=/dev/port bs=1 seek=100 2>/tmp/err\n\
+             echo \"RER-DEVPORT rc=$? $(cat /tmp/err)\"\n\
+             insmod /modules/rust_emergency_reset.ko 2>/tmp/err\n\
+             echo \"RER-INSMOD rc=$? $(cat /tmp/err) loaded=$(grep -c rust_emergency_reset /proc/modules)\"\n\
+             dmesg | grep 'Lockdown:' | sed 's/^/RER-KMSG /'\n"
+        );
+        let guest = Guest::new(&name, &inputs, &scenario)
+            .without_our_module(&inputs)
+            .with_module(unsigned)
+            .with_binary(rescue_helper())
+            .append(&format!("lockdown={mode}"));
+        let out = run(&guest, &inputs);
+        assert_mode(&out, mode);
+        // The guest lived: no rescue reset it, and the module did not load.
+        out.assert_alive();
+        // (A kernel line may follow on the same console line: prefixes only.)
+        for how in ["iopl", "ioperm"] {
+            let line = out.line_starting(&format!("RER-RESCUE {how} "));
+            assert!(
+                line.starts_with(&format!("RER-RESCUE {how} refused: Operation not permitted")),
+                "{name}: {line}"
+            );
+        }
+        let devport = out.line_starting("RER-DEVPORT ");
+        assert!(
+            devport.starts_with("RER-DEVPORT rc=1 ") && devport.contains("Operation not permitted"),
+            "{name}: {devport}"
+        );
+        let insmod = out.line_starting("RER-INSMOD ");
+        assert!(
+            insmod.starts_with("RER-INSMOD rc=1 ") && insmod.ends_with("loaded=0"),
+            "{name}: {insmod}"
+        );
+        // The kernel's own words for each refusal.
+        for what in [
+            "raw io port access is restricted",
+            "/dev/mem,kmem,port is restricted",
+            "unsigned module loading is restricted",
+        ] {
+            assert!(
+                out.lines_with("RER-KMSG").iter().any(|l| l.contains(what)),
+                "{name}: no 'Lockdown: ... {what}' (log {})",
+                out.log.display()
+            );
+        }
+    }
+}
