@@ -154,8 +154,9 @@ root_packages() {
 		awk '/Candidate:/ {print $2}')
 	[ -n "$want" ] && [ "$want" != "(none)" ] ||
 		die "Debian 13 has no package linux-headers-$r (see: $0 --resolve)"
-	have=$("$here/debian-root.sh" --run dpkg-query -W -f='${Version}' "$src" 2>/dev/null || true)
-	[ "$have" = "$want" ] && return
+	have=$("$here/debian-root.sh" --run dpkg-query -W -f='${Version} ' "linux-headers-$r" "$src" \
+		2>/dev/null || true)
+	[ "$have" = "$want $want " ] && return
 	log "installing linux-headers-$r and $src=$want in the build root"
 	"$here/debian-root.sh" --run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends "linux-headers-$r" "$src=$want" >/dev/null ||

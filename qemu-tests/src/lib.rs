@@ -73,6 +73,28 @@ try_write() {
 }
 "#;
 
+/// Guest shell commands for seed 000's fault: load the module that oopses
+/// holding `system_transition_mutex`, and leave a `reboot -f` stuck behind
+/// the dead lock holder; prints `RER-REBOOT-STATE <state> pid=<pid>` 5 s later
+/// (`D`: stuck). `$REBOOT_PID` names the reboot afterwards. Needs the test
+/// module `rer_oops_transition` in the guest.
+pub const STUCK_REBOOT: &str = r#"
+insmod /modules/rer_oops_transition.ko
+echo "RER-OOPS-DONE insmod-status=$?"
+reboot -f &
+REBOOT_PID=$!
+sleep 5
+echo "RER-REBOOT-STATE $(cut -d' ' -f3 /proc/$REBOOT_PID/stat) pid=$REBOOT_PID"
+"#;
+
+/// The lockdown modes a Secure Boot kernel can be in (kernel parameter `lockdown=`).
+pub const LOCKDOWN_MODES: [&str; 2] = ["integrity", "confidentiality"];
+
+/// Guest shell commands: mount securityfs and print the lockdown line, for
+/// [`Outcome::assert_lockdown`].
+pub const SHOW_LOCKDOWN: &str = "mount -t securityfs securityfs /sys/kernel/security\n\
+     echo \"RER-LOCKDOWN $(cat /sys/kernel/security/lockdown)\"\n";
+
 /// Guest shell command to run between printing something the test checks and
 /// a reset: the console's UART sends what userspace printed from interrupts,
 /// and a reset with interrupts off loses what it has not sent yet.
@@ -407,6 +429,17 @@ impl Outcome {
         assert!(
             last.as_deref().is_some_and(|l| l.contains(&want)),
             "expected the last attempt to be '{want}', got {last:?} (log {})",
+            self.log.display()
+        );
+    }
+
+    /// Asserts that [`SHOW_LOCKDOWN`] showed lockdown `mode`
+    /// (`none integrity [confidentiality]`).
+    pub fn assert_lockdown(&self, mode: &str) {
+        let line = self.line_starting("RER-LOCKDOWN ");
+        assert!(
+            line.contains(&format!("[{mode}]")),
+            "not in lockdown {mode}: {line} (log {})",
             self.log.display()
         );
     }

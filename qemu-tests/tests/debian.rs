@@ -13,7 +13,8 @@ use qemu_tests::{
     run,
     Guest,
     Inputs,
-    DRAIN, //
+    DRAIN,
+    STUCK_REBOOT, //
 };
 use std::{
     path::PathBuf,
@@ -187,9 +188,7 @@ fn dkms_install_builds_and_installs_the_module_that_resets_debians_kernel() {
     // Debian's vmlinuz loads the DKMS-built module and is reset by it in the seed scenario.
     let scenario = format!(
         "insmod /modules/rust_emergency_reset.ko\necho \"RER-LOADED rc=$?\"\n\
-         insmod /modules/rer_oops_transition.ko\nreboot -f &\nsleep 5\n\
-         echo \"RER-REBOOT-STATE $(cut -d' ' -f3 /proc/$!/stat)\"\n{DRAIN}\n\
-         echo reset > /dev/emergency_reset\n"
+         {STUCK_REBOOT}{DRAIN}\necho reset > /dev/emergency_reset\n"
     );
     let guest = Guest::new("debian_dkms_seed", &inputs, &scenario)
         .without_our_module(&inputs)

@@ -16,36 +16,23 @@ use qemu_tests::{
     unsigned_copy,
     Guest,
     Inputs,
-    Outcome, //
+    LOCKDOWN_MODES,
+    SHOW_LOCKDOWN, //
 };
 
-/// The lockdown modes a Secure Boot kernel can be in.
-pub const MODES: [&str; 2] = ["integrity", "confidentiality"];
-
-/// Guest commands: mount securityfs and print the lockdown line. Then wait
-/// out the rate limit of the kernel's `Lockdown:` lines (one call site, 10
-/// lines per 5 s), which Debian's kernel spends at boot in confidentiality
+/// Wait out the rate limit of the kernel's `Lockdown:` lines (one call site,
+/// 10 lines per 5 s), which Debian's kernel spends at boot in confidentiality
 /// mode (tracefs), so that the refusals below are logged.
-const SHOW_LOCKDOWN: &str = "mount -t securityfs securityfs /sys/kernel/security\n\
-     echo \"RER-LOCKDOWN $(cat /sys/kernel/security/lockdown)\"\nsleep 6\n";
-
-/// Asserts the guest was in lockdown `mode` (`none integrity [confidentiality]`).
-fn assert_mode(out: &Outcome, mode: &str) {
-    let line = out.line_starting("RER-LOCKDOWN ");
-    assert!(
-        line.contains(&format!("[{mode}]")),
-        "not in lockdown {mode}: {line}"
-    );
-}
+const RATE_LIMIT_WINDOW: &str = "sleep 6\n";
 
 #[test]
 fn lockdown_refuses_the_userspace_rescue_and_an_unsigned_module() {
     let inputs = Inputs::from_env();
-    for mode in MODES {
+    for mode in LOCKDOWN_MODES {
         let name = format!("lockdown_{mode}_refusals");
         let unsigned = unsigned_copy(&inputs.module, &inputs.target_dir("unsigned"));
         let scenario = format!(
-            "{SHOW_LOCKDOWN}\
+            "{SHOW_LOCKDOWN}{RATE_LIMIT_WINDOW}\
              rer-rescue iopl\n\
              rer-rescue ioperm\n\
              printf '\\376' | dd of=/dev/port bs=1 seek=100 2>/tmp/err\n\
@@ -60,14 +47,16 @@ fn lockdown_refuses_the_userspace_rescue_and_an_unsigned_module() {
             .with_binary(rescue_helper())
             .append(&format!("lockdown={mode}"));
         let out = run(&guest, &inputs);
-        assert_mode(&out, mode);
+        out.assert_lockdown(mode);
         // The guest lived: no rescue reset it, and the module did not load.
         out.assert_alive();
         // (A kernel line may follow on the same console line: prefixes only.)
         for how in ["iopl", "ioperm"] {
             let line = out.line_starting(&format!("RER-RESCUE {how} "));
             assert!(
-                line.starts_with(&format!("RER-RESCUE {how} refused: Operation not permitted")),
+                line.starts_with(&format!(
+                    "RER-RESCUE {how} refused: Operation not permitted"
+                )),
                 "{name}: {line}"
             );
         }

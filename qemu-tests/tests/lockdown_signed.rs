@@ -15,6 +15,9 @@ use qemu_tests::{
     Outcome,
     Vm,
     DRAIN,
+    LOCKDOWN_MODES,
+    SHOW_LOCKDOWN,
+    STUCK_REBOOT,
     TRY_WRITE, //
 };
 use serde_json::json;
@@ -23,13 +26,11 @@ use std::{
     time::Duration, //
 };
 
-const MODES: [&str; 2] = ["integrity", "confidentiality"];
-
-/// Guest commands: mount securityfs, print the lockdown line, load our module
-/// with the parameters that follow on the same line.
-const LOCKDOWN_INSMOD: &str = "mount -t securityfs securityfs /sys/kernel/security\n\
-     echo \"RER-LOCKDOWN $(cat /sys/kernel/security/lockdown)\"\n\
-     insmod /modules/rust_emergency_reset.ko";
+/// Guest commands: [`SHOW_LOCKDOWN`], then load our module with the
+/// parameters that follow on the same line.
+fn lockdown_insmod() -> String {
+    format!("{SHOW_LOCKDOWN}insmod /modules/rust_emergency_reset.ko")
+}
 
 fn guest(name: &str, inputs: &Inputs, mode: &str, scenario: &str) -> Guest {
     Guest::new(&format!("{name}_{mode}"), inputs, scenario).append(&format!("lockdown={mode}"))
@@ -38,8 +39,7 @@ fn guest(name: &str, inputs: &Inputs, mode: &str, scenario: &str) -> Guest {
 /// The guest was in lockdown `mode`, and the module loaded without a
 /// signature complaint (a trusted signature taints nothing).
 fn assert_lockdown_and_trusted(out: &Outcome, mode: &str) {
-    let line = out.line_starting("RER-LOCKDOWN ");
-    assert!(line.contains(&format!("[{mode}]")), "{line}");
+    out.assert_lockdown(mode);
     assert!(
         !out.saw("module verification failed"),
         "the module's signature was not trusted (log {})",
@@ -74,12 +74,10 @@ fn make_signs_the_modules_with_the_test_kernels_key() {
 #[test]
 fn under_lockdown_the_signed_module_resets_in_the_seed_scenario() {
     let inputs = Inputs::from_env();
-    for mode in MODES {
-        let scenario = format!(
-            "{LOCKDOWN_INSMOD}\ninsmod /modules/rer_oops_transition.ko\nreboot -f &\nsleep 5\n\
-             echo \"RER-REBOOT-STATE $(cut -d' ' -f3 /proc/$!/stat)\"\n{DRAIN}\n\
-             echo reset > /dev/emergency_reset\n"
-        );
+    let insmod = lockdown_insmod();
+    for mode in LOCKDOWN_MODES {
+        let scenario =
+            format!("{insmod}\n{STUCK_REBOOT}{DRAIN}\necho reset > /dev/emergency_reset\n");
         let g = guest("lockdown_seed", &inputs, mode, &scenario)
             .with_module(inputs.test_module("rer_oops_transition"));
         let out = run(&g, &inputs);
@@ -93,8 +91,9 @@ fn under_lockdown_the_signed_module_resets_in_the_seed_scenario() {
 #[test]
 fn under_lockdown_the_sysrq_trigger_file_resets() {
     let inputs = Inputs::from_env();
-    for mode in MODES {
-        let scenario = format!("{LOCKDOWN_INSMOD}\n{DRAIN}\necho x > /proc/sysrq-trigger\n");
+    let insmod = lockdown_insmod();
+    for mode in LOCKDOWN_MODES {
+        let scenario = format!("{insmod}\n{DRAIN}\necho x > /proc/sysrq-trigger\n");
         let out = run(&guest("lockdown_sysrq", &inputs, mode, &scenario), &inputs);
         assert_lockdown_and_trusted(&out, mode);
         out.assert_reset_by("sysrq-x", "kbd");
@@ -104,9 +103,10 @@ fn under_lockdown_the_sysrq_trigger_file_resets() {
 #[test]
 fn under_lockdown_an_nmi_resets_while_every_cpu_spins() {
     let inputs = Inputs::from_env();
-    for mode in MODES {
+    let insmod = lockdown_insmod();
+    for mode in LOCKDOWN_MODES {
         let scenario = format!(
-            "{LOCKDOWN_INSMOD} nmi=1\necho RER-ARMING\n{DRAIN}\n\
+            "{insmod} nmi=1\necho RER-ARMING\n{DRAIN}\n\
              insmod /modules/rer_lockup.ko all=1\n"
         );
         let g = guest("lockdown_nmi", &inputs, mode, &scenario)
@@ -126,9 +126,10 @@ fn under_lockdown_an_nmi_resets_while_every_cpu_spins() {
 #[test]
 fn under_lockdown_status_and_parameters_behave_as_without() {
     let inputs = Inputs::from_env();
-    for mode in MODES {
+    let insmod = lockdown_insmod();
+    for mode in LOCKDOWN_MODES {
         let scenario = format!(
-            "{TRY_WRITE}{LOCKDOWN_INSMOD} methods=cf9,kbd sysrq_key=y nmi=1 on_oops=5\n\
+            "{TRY_WRITE}{insmod} methods=cf9,kbd sysrq_key=y nmi=1 on_oops=5\n\
              cat /dev/emergency_reset\n\
              try_write hello 'hello\n'\n\
              rmmod rust_emergency_reset\n\

@@ -10,20 +10,10 @@ use qemu_tests::{
     Guest,
     Inputs,
     DRAIN,
+    STUCK_REBOOT,
     TRY_WRITE, //
 };
 use std::time::Duration;
-
-/// Loads the oops module and leaves a `reboot -f` stuck behind the dead lock holder;
-/// prints the reboot task's state after 5 s. `$REBOOT_PID` names it afterwards.
-const STUCK_REBOOT: &str = r#"
-insmod /modules/rer_oops_transition.ko
-echo "RER-OOPS-DONE insmod-status=$?"
-reboot -f &
-REBOOT_PID=$!
-sleep 5
-echo "RER-REBOOT-STATE $(cut -d' ' -f3 /proc/$REBOOT_PID/stat) pid=$REBOOT_PID"
-"#;
 
 fn inputs() -> Inputs {
     Inputs::from_env()
