@@ -135,7 +135,7 @@ fuzz:
 # resolved here, its signed vmlinuz fetched into the cache (never installed),
 # the modules built for it by `make KRELEASE=<release>`.
 QEMU_TESTS = --test seed --test engine --test faults --test module_file --test packaging \
-	--test docs --test lockdown --test lockdown_signed
+	--test docs --test lockdown --test lockdown_signed --test harness
 QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian \
 	--test lockdown
 check-run:

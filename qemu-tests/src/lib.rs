@@ -499,6 +499,9 @@ pub struct Vm {
     events: Vec<(String, SystemTime)>,
     serial_closed: bool,
     qmp_closed: bool,
+    /// The last QMP command id sent, and the answers not yet claimed.
+    qmp_id: u64,
+    answers: Vec<Value>,
 }
 
 impl Drop for Vm {
@@ -641,15 +644,56 @@ impl Vm {
             events: Vec::new(),
             serial_closed: false,
             qmp_closed: false,
+            qmp_id: 0,
+            answers: Vec::new(),
         };
         vm.qmp_command("qmp_capabilities", serde_json::json!({}));
         vm
     }
 
-    /// Sends a QMP command; its answer is not awaited (events are what count).
-    pub fn qmp_command(&mut self, command: &str, arguments: Value) {
-        let msg = serde_json::json!({"execute": command, "arguments": arguments});
-        writeln!(self.qmp, "{msg}").expect("QMP write");
+    /// Sends a QMP command and returns QEMU's answer (its `return` value). A
+    /// command QEMU rejects fails the test with QEMU's own message, and so does
+    /// no answer within 10 s, unless the guest reset meanwhile (the input acted
+    /// before QEMU could answer).
+    pub fn qmp_command(&mut self, command: &str, arguments: Value) -> Value {
+        match self.qmp_exchange(command, &arguments, Duration::from_secs(10)) {
+            Some(answer) if answer.get("error").is_some() => panic!(
+                "QMP {command} {arguments}: QEMU refused it: {} ({}); log {}",
+                answer["error"]["desc"].as_str().unwrap_or("?"),
+                answer["error"]["class"].as_str().unwrap_or("?"),
+                self.log_path.display()
+            ),
+            Some(answer) => answer["return"].clone(),
+            None if self.ending == Some(Ending::GuestReset) => Value::Null,
+            None => panic!(
+                "QMP {command} {arguments}: no answer from QEMU (ending {:?}); log {}",
+                self.ending,
+                self.log_path.display()
+            ),
+        }
+    }
+
+    /// Sends a QMP command with a fresh id and waits up to `wait` for the
+    /// answer carrying that id, handling every other report meanwhile.
+    fn qmp_exchange(&mut self, command: &str, arguments: &Value, wait: Duration) -> Option<Value> {
+        self.qmp_id += 1;
+        let id = self.qmp_id;
+        let msg = serde_json::json!({"execute": command, "arguments": arguments, "id": id});
+        writeln!(self.qmp, "{msg}").ok()?;
+        let until = Instant::now() + wait;
+        loop {
+            if let Some(i) = self.answers.iter().position(|a| a["id"] == id) {
+                return Some(self.answers.swap_remove(i));
+            }
+            if self.qmp_closed {
+                return None;
+            }
+            let left = until.checked_duration_since(Instant::now())?;
+            match self.reports.recv_timeout(left) {
+                Ok(r) => self.handle(r),
+                Err(_) => return None,
+            }
+        }
     }
 
     /// Alt+SysRq+`key` on the guest's PS/2 keyboard.
@@ -698,6 +742,10 @@ impl Vm {
                 }
             }
             Report::Qmp(v) => {
+                if v.get("id").is_some() {
+                    self.answers.push(v);
+                    return;
+                }
                 if let Some(name) = v["event"].as_str() {
                     let ts = &v["timestamp"];
                     let at = SystemTime::UNIX_EPOCH
@@ -788,37 +836,26 @@ impl Vm {
         let elapsed = self.started.elapsed();
         if self.ending == Some(Ending::TimedOut) {
             // For the diagnosis of a hung run: QEMU's state and where each vCPU is.
-            self.qmp_command("query-status", serde_json::json!({}));
-            self.qmp_command(
+            let wait = Duration::from_secs(3);
+            let status = self.qmp_exchange("query-status", &serde_json::json!({}), wait);
+            let registers = self.qmp_exchange(
                 "human-monitor-command",
-                serde_json::json!({"command-line": "info registers -a"}),
+                &serde_json::json!({"command-line": "info registers -a"}),
+                wait,
             );
-            let until = Instant::now() + Duration::from_secs(3);
-            let mut answers = 0;
-            while let Some(left) = until.checked_duration_since(Instant::now()) {
-                match self.reports.recv_timeout(left) {
-                    Ok(Report::Qmp(v)) if v.get("return").is_some() => {
-                        let text = match v["return"].as_str() {
-                            Some(s) => s
-                                .lines()
-                                .filter(|l| l.starts_with("CPU#") || l.starts_with("RIP="))
-                                .collect::<Vec<_>>()
-                                .join("\n"),
-                            None => v.to_string(),
-                        };
-                        let _ = writeln!(self.log, "\n[harness] timed out; QEMU says:\n{text}");
-                        answers += 1;
-                        if answers == 2 {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        let _ =
-                            writeln!(self.log, "\n[harness] timed out; QEMU does not answer QMP");
-                        break;
-                    }
-                }
+            for answer in [status, registers] {
+                let text = match answer {
+                    None => "QEMU does not answer QMP".to_string(),
+                    Some(a) => match a["return"].as_str() {
+                        Some(s) => s
+                            .lines()
+                            .filter(|l| l.starts_with("CPU#") || l.starts_with("RIP="))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                        None => a.to_string(),
+                    },
+                };
+                let _ = writeln!(self.log, "\n[harness] timed out; QEMU says:\n{text}");
             }
         }
         // Drain what the console printed before the end (the last log lines).

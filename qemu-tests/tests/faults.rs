@@ -49,7 +49,9 @@ fn send(vm: &mut Vm, trigger: Trigger) {
     match trigger {
         Trigger::Keyboard => vm.sysrq_chord("x"),
         Trigger::SerialBreak => vm.serial_sysrq(b'x'),
-        Trigger::Nmi => vm.qmp_command("inject-nmi", json!({})),
+        Trigger::Nmi => {
+            vm.qmp_command("inject-nmi", json!({}));
+        }
         _ => unreachable!("{trigger:?} is no input"),
     }
 }
