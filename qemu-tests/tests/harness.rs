@@ -18,12 +18,8 @@ use std::panic::{
 #[test]
 fn a_qmp_input_qemu_rejects_fails_the_test_with_qemus_message() {
     let inputs = Inputs::from_env();
-    let guest = Guest::new(
-        "harness_qmp_rejected",
-        &inputs,
-        "echo RER-READY\nsleep 8\n",
-    )
-    .without_our_module(&inputs);
+    let guest = Guest::new("harness_qmp_rejected", &inputs, "echo RER-READY\nsleep 8\n")
+        .without_our_module(&inputs);
     let mut vm = Vm::start(&guest, &inputs);
     assert!(vm.wait_for("RER-READY"), "the guest never got ready");
     for (command, arguments) in [
@@ -43,10 +39,7 @@ fn a_qmp_input_qemu_rejects_fails_the_test_with_qemus_message() {
                 .cloned()
                 .unwrap_or_else(|| "(no message)".into()),
         };
-        assert!(
-            message.contains("QEMU refused it"),
-            "{command}: {message}"
-        );
+        assert!(message.contains("QEMU refused it"), "{command}: {message}");
         eprintln!("{command}: {message}");
     }
     // Accepted commands answer, and the guest ran on.

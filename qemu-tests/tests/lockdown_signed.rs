@@ -134,7 +134,7 @@ fn under_lockdown_status_and_parameters_behave_as_without() {
              try_write hello 'hello\n'\n\
              rmmod rust_emergency_reset\n\
              insmod /modules/rust_emergency_reset.ko methods=nosuch 2>/tmp/err\n\
-             echo \"RER-BADPARAM rc=$? $(cat /tmp/err)\"\n"
+             rc=$?\nsleep 1\necho \"RER-BADPARAM rc=$rc $(cat /tmp/err)\"\n"
         );
         let out = run(&guest("lockdown_status", &inputs, mode, &scenario), &inputs);
         assert_lockdown_and_trusted(&out, mode);
