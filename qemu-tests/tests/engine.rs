@@ -266,7 +266,7 @@ fn keyboard_or_serial(name: &str, sysrq: u8, input: impl FnOnce(&mut Vm), reset:
     let inputs = inputs();
     let scenario =
         format!("{INSMOD}\necho {sysrq} > /proc/sys/kernel/sysrq\necho RER-READY\nsleep 8\n");
-    let mut vm = Vm::start(
+    let mut vm = Vm::boot(
         &Guest::new(name, &inputs, &scenario).timeout(Duration::from_secs(60)),
         &inputs,
     );
@@ -420,7 +420,7 @@ echo "RER-BAD $(dmesg | grep -c -e 'BUG' -e 'Oops' -e 'WARNING' -e 'leak')"
 fn nmi_on_a_healthy_guest_resets() {
     let inputs = inputs();
     let scenario = format!("{INSMOD} nmi=1\necho RER-READY\nsleep 8\n");
-    let mut vm = Vm::start(&Guest::new("nmi_healthy", &inputs, &scenario), &inputs);
+    let mut vm = Vm::boot(&Guest::new("nmi_healthy", &inputs, &scenario), &inputs);
     assert!(vm.wait_for("RER-READY"));
     vm.qmp_command("inject-nmi", json!({}));
     vm.finish().assert_reset_by("nmi", "kbd");

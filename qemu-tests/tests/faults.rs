@@ -58,7 +58,7 @@ fn send(vm: &mut Vm, trigger: Trigger) {
 
 /// Boots `guest` with `fault` and `trigger` and runs it to its end.
 fn run_cell(guest: Guest, trigger: Trigger, inputs: &Inputs) -> Outcome {
-    let mut vm = Vm::start(&guest, inputs);
+    let mut vm = Vm::boot(&guest, inputs);
     if trigger.command().is_none() {
         assert!(vm.wait_for("RER-ARMING"), "guest never loaded the module");
         // A fault that stops every CPU never prints RER-READY: then send anyway.

@@ -20,7 +20,7 @@ fn a_qmp_input_qemu_rejects_fails_the_test_with_qemus_message() {
     let inputs = Inputs::from_env();
     let guest = Guest::new("harness_qmp_rejected", &inputs, "echo RER-READY\nsleep 8\n")
         .without_our_module(&inputs);
-    let mut vm = Vm::start(&guest, &inputs);
+    let mut vm = Vm::boot(&guest, &inputs);
     assert!(vm.wait_for("RER-READY"), "the guest never got ready");
     for (command, arguments) in [
         (

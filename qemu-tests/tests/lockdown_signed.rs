@@ -112,7 +112,7 @@ fn under_lockdown_an_nmi_resets_while_every_cpu_spins() {
         let g = guest("lockdown_nmi", &inputs, mode, &scenario)
             .with_module(inputs.test_module("rer_lockup"))
             .timeout(Duration::from_secs(40));
-        let mut vm = Vm::start(&g, &inputs);
+        let mut vm = Vm::boot(&g, &inputs);
         assert!(vm.wait_for("RER-ARMING"), "the guest never armed");
         // Every CPU spins a few seconds after the lockup module's insmod.
         std::thread::sleep(Duration::from_secs(4));
