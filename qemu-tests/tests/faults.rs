@@ -87,10 +87,11 @@ fn observed(out: &Outcome, trigger: Trigger) -> Expect {
 
 /// Row 4's keyboard and serial cells: the input reaches the sysrq code only if
 /// the guest delivers its IRQ (1: the 8042, 4: the UART) to CPU 0, the one left
-/// running. The kernels differ there: the test kernel puts IRQ 1 on CPU 1 and
-/// IRQ 4 on CPU 0, Debian's kernel (more drivers asking for vectors first) puts
-/// both on CPU 1, where the UART's output stalls as well. The cell reads the
-/// CPU from the guest, printed before the fault, and expects accordingly.
+/// running. Which CPU the kernel picks depends on the order in which drivers
+/// take interrupt vectors, so it differs between kernels and configurations
+/// (the test kernel put IRQ 4 on CPU 0 until its configuration gained the RTC
+/// driver; on CPU 1 the UART's output stalls as well). The cell reads the CPU
+/// from the guest, printed before the fault, and expects accordingly.
 fn by_irq_cpu(out: &Outcome, trigger: Trigger) -> Expect {
     let line = out.line_starting("RER-IRQ-CPUS ");
     let key = if trigger == Trigger::Keyboard {

@@ -23,8 +23,9 @@ the trigger was issued and the guest was still up, not reset, 8 s later. *imposs
 trigger could not be issued, no CPU ran userspace again. *no reset*: the input reached QEMU, \
 nothing reset the guest. Row 4, Alt+SysRq+x and serial break: the input reaches the sysrq code \
 only if the guest delivers its IRQ (1: the 8042, 4: the UART) to CPU 0, the one left running; \
-each cell reads that CPU from `/proc/irq/N/effective_affinity_list` before the fault. The test \
-kernel puts IRQ 1 on CPU 1 and IRQ 4 on CPU 0; Debian's kernel puts both on CPU 1.\n";
+each cell reads that CPU from `/proc/irq/N/effective_affinity_list` before the fault. Both kernels \
+put both IRQs on CPU 1 (which CPU depends on the order in which drivers take interrupt vectors: \
+the test kernel put IRQ 4 on CPU 0 before its configuration gained the RTC driver).\n";
 
 /// The heading of a kernel's table.
 fn heading(kernel: &str) -> String {
