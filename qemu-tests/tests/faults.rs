@@ -89,8 +89,8 @@ fn observed(out: &Outcome, trigger: Trigger) -> Expect {
 /// the guest delivers its IRQ (1: the 8042, 4: the UART) to CPU 0, the one left
 /// running. Which CPU the kernel picks depends on the order in which drivers
 /// take interrupt vectors, so it differs between kernels and configurations
-/// (the test kernel put IRQ 4 on CPU 0 until its configuration gained the RTC
-/// driver; on CPU 1 the UART's output stalls as well). The cell reads the CPU
+/// (the test kernel put IRQ 4 on CPU 0 until its configuration grew for
+/// lockdown and signing; on CPU 1 the UART's output stalls as well). The cell reads the CPU
 /// from the guest, printed before the fault, and expects accordingly.
 fn by_irq_cpu(out: &Outcome, trigger: Trigger) -> Expect {
     let line = out.line_starting("RER-IRQ-CPUS ");

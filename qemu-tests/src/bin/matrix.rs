@@ -25,7 +25,7 @@ nothing reset the guest. Row 4, Alt+SysRq+x and serial break: the input reaches 
 only if the guest delivers its IRQ (1: the 8042, 4: the UART) to CPU 0, the one left running; \
 each cell reads that CPU from `/proc/irq/N/effective_affinity_list` before the fault. Both kernels \
 put both IRQs on CPU 1 (which CPU depends on the order in which drivers take interrupt vectors: \
-the test kernel put IRQ 4 on CPU 0 before its configuration gained the RTC driver).\n";
+the test kernel put IRQ 4 on CPU 0 before its configuration grew for lockdown and signing).\n";
 
 /// The heading of a kernel's table.
 fn heading(kernel: &str) -> String {
