@@ -31,20 +31,21 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Output and success of a command, stdout and stderr together.
-fn output(cmd: &mut Command) -> (bool, String) {
+/// Runs a command: its exit status and its stdout and stderr together.
+fn output(cmd: &mut Command) -> (Option<i32>, String) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (out.status.success(), text)
+    (out.status.code(), text)
 }
 
+/// Runs a command that must succeed; its output.
 fn ok(cmd: &mut Command) -> String {
-    let (success, text) = output(cmd);
-    assert!(success, "{cmd:?} failed:\n{text}");
+    let (rc, text) = output(cmd);
+    assert_eq!(rc, Some(0), "{cmd:?} failed:\n{text}");
     text
 }
 
@@ -56,16 +57,7 @@ fn root() -> PathBuf {
 
 /// Runs a shell script inside the build root; its exit status and output.
 fn in_root(script: &str) -> (Option<i32>, String) {
-    let out = Command::new(repo().join("scripts/debian-root.sh"))
-        .args(["--run", "sh", "-c", script])
-        .output()
-        .expect("scripts/debian-root.sh");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    output(Command::new(repo().join("scripts/debian-root.sh")).args(["--run", "sh", "-c", script]))
 }
 
 fn modinfo(ko: &PathBuf, field: &str) -> String {
