@@ -61,15 +61,22 @@ pub const DONE: &str = "RER-DONE";
 
 /// Shell function for scenarios: `try_write LABEL CONTENT [USER]` writes
 /// CONTENT to the device (as USER if given) and prints
-/// `RER-WRITE LABEL rc=<status> <error message>`; see [`Outcome::write_result`].
+/// `RER-WRITE LABEL rc=<status> ms=<the write's duration, guest clock> <error
+/// message>`; see [`Outcome::write_result`]. It prints only after a pause: the
+/// kernel writes the module's refusal line to the console asynchronously, and
+/// one landing inside the result line would split it (seen once).
 pub const TRY_WRITE: &str = r#"
 try_write() {
+	t0=$(awk '{ printf "%d", $1 * 1000 }' /proc/uptime)
 	if [ -z "$3" ]; then
 		sh -c "echo -n '$2' > /dev/emergency_reset" 2>/tmp/err
 	else
 		su "$3" -s /bin/sh -c "echo -n '$2' > /dev/emergency_reset" 2>/tmp/err
 	fi
-	echo "RER-WRITE $1 rc=$? $(cat /tmp/err)"
+	rc=$?
+	ms=$(( $(awk '{ printf "%d", $1 * 1000 }' /proc/uptime) - t0 ))
+	sleep 0.5
+	echo "RER-WRITE $1 rc=$rc ms=$ms $(cat /tmp/err)"
 }
 "#;
 
