@@ -110,12 +110,13 @@ install: modules_install
 DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' packaging/dkms.conf)
 DKMS_SRC = $(DESTDIR)/usr/src/rust_emergency_reset-$(DKMS_VERSION)
 dkms-source:
-	install -D -m 644 -t $(DKMS_SRC) Kbuild rust_emergency_reset.rs hw.rs ffi.rs \
-		packaging/dkms.conf packaging/dkms-make.sh scripts/debian-kdir.sh
-	install -D -m 644 -t $(DKMS_SRC)/logic/src logic/src/logic.rs
+	install -D -m 644 -t $(DKMS_SRC) Kbuild rust_emergency_reset.rs hw.rs ffi.rs last_words.rs \
+		task_offsets.c packaging/dkms.conf packaging/dkms-make.sh scripts/debian-kdir.sh
+	install -D -m 644 -t $(DKMS_SRC)/logic/src logic/src/logic.rs logic/src/record.rs
 
 clean:
 	rm -rf *.ko *.o *.mod *.mod.c *.mod.o .*.cmd .*.d Module.symvers modules.order .tmp_versions \
+		task_offsets.s task_offsets.rs \
 		$(addprefix $(TEST_MODULES)/,*.ko *.o *.mod *.mod.c .*.cmd .*.d Module.symvers modules.order) \
 		logic/target qemu-tests/target qemu-tests/bench/target
 

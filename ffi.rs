@@ -327,12 +327,24 @@ struct NmiAction {
 }
 
 /// A static the kernel links into one of its lists (NMI actions, the die
-/// notifier chain), so it must be mutable through a shared reference.
-struct Linked<T>(UnsafeCell<T>);
+/// notifier chain, misc devices) or reads through a pointer (file
+/// operations), so it must be mutable through a shared reference.
+pub(crate) struct Linked<T>(UnsafeCell<T>);
 
 // SAFETY: between register and unregister only the kernel's list code touches it, under its
 // own lock; this module writes it only before registering it.
 unsafe impl<T> Sync for Linked<T> {}
+
+impl<T> Linked<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Linked(UnsafeCell::new(value))
+    }
+
+    /// The pointer to give the kernel.
+    pub(crate) const fn get(&self) -> *mut T {
+        self.0.get()
+    }
+}
 
 const fn nmi_action() -> NmiAction {
     NmiAction {

@@ -64,8 +64,11 @@ use kernel::{
 
 mod ffi;
 mod hw;
+mod last_words;
 #[path = "logic/src/logic.rs"]
 pub mod logic;
+#[path = "logic/src/record.rs"]
+pub mod record;
 
 use logic::{
     acpi_target,
@@ -89,6 +92,10 @@ use logic::{
     Unavailable,
     MAX_COMMAND_LEN, //
 };
+use record::{
+    format_last_words,
+    LastWords, //
+};
 
 module! {
     type: EmergencyReset,
@@ -104,6 +111,14 @@ module! {
         on_oops: i32 {
             default: -1,
             description: "Reset this many seconds after an oops (0: at once; default -1: off)",
+        },
+        mem_address: u64 {
+            default: 0,
+            description: "Last words: physical address of a region reserved with memmap=SIZE$ADDRESS",
+        },
+        mem_size: u64 {
+            default: 0,
+            description: "Last words: size in bytes of the region at mem_address",
         },
     },
 }
@@ -158,6 +173,7 @@ struct Engine {
     sysrq_key: Option<u8>,
     nmi: bool,
     on_oops: Option<u32>,
+    last_words: Option<last_words::Region>,
 }
 
 /// Set once by `init`, before the device and the sysrq key are registered.
@@ -172,7 +188,7 @@ enum Trigger {
     Oops,
 }
 
-impl kernel::fmt::Display for Trigger {
+impl fmt::Display for Trigger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Trigger::Device => f.write_str("/dev/emergency_reset"),
@@ -180,6 +196,12 @@ impl kernel::fmt::Display for Trigger {
             Trigger::Nmi => f.write_str("nmi"),
             Trigger::Oops => f.write_str("oops"),
         }
+    }
+}
+
+impl kernel::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -218,6 +240,8 @@ fn attempt(engine: &Engine, method: Method) {
 /// interrupts off; never sleeps, allocates or takes a lock. The log line is
 /// best effort: printed synchronously while this CPU holds the panic slot
 /// (see [`ffi::PanicCpuClaim`]), never waiting for a console another CPU holds.
+/// With a last-words region, the record is saved right after the first
+/// "resetting now" line, before the first method is tried.
 fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
     let Some(engine) = ENGINE.as_ref() else {
         return Err(EIO);
@@ -227,12 +251,14 @@ fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
     }
     TRIGGERS.fetch_add(1, Ordering::Relaxed);
     let pid = ffi::current_pid();
+    let caller = matches!(trigger, Trigger::Device).then(last_words::current_caller);
     let irqs_off = hw::IrqsOff::new();
     let log_sync = ffi::PanicCpuClaim::new(&irqs_off);
     let order = match only {
         Some(ref m) => core::slice::from_ref(m),
         None => engine.order.as_slice(),
     };
+    let mut saved = false;
     for &method in order {
         match engine.availability[method.index()] {
             Ok(()) => {
@@ -242,16 +268,31 @@ fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
                     method.name(),
                     pid
                 );
+                if let (Some(region), false) = (engine.last_words, saved) {
+                    region.save(&trigger, order, caller);
+                    saved = true;
+                }
                 attempt(engine, method);
             }
             Err(why) => pr_emerg!("skipping method {}: {}\n", method.name(), why),
         }
     }
     pr_emerg!("reset failed: the machine is still running\n");
+    if let Some(region) = engine.last_words {
+        if !saved {
+            region.save(&trigger, order, caller);
+        }
+        region.mark_failed();
+    }
     drop(log_sync);
     RESETTING.store(false, Ordering::Release);
     drop(irqs_off);
     Err(EIO)
+}
+
+/// The last-words region, for `/dev/emergency_reset_log` (see [`last_words`]).
+fn last_words_region() -> Option<last_words::Region> {
+    ENGINE.as_ref().and_then(|e| e.last_words)
 }
 
 /// The sysrq key's action (called from [`ffi`]'s handler, in any context).
@@ -314,9 +355,16 @@ fn refuse(err: Error, why: &str) -> Error {
     err
 }
 
-/// Parses the parameters and probes the machine. Returns the mapping the
-/// engine's ACPI method writes through, if it needs one.
-fn setup() -> Result<Option<ffi::IoMapping>> {
+/// What the engine writes through, unmapped when the module goes (after
+/// every trigger and device node).
+struct Mappings {
+    _acpi: Option<ffi::IoMapping>,
+    _last_words: Option<last_words::Mapping>,
+}
+
+/// Parses the parameters and probes the machine. Returns the mappings the
+/// engine's ACPI method and last words write through, if they need them.
+fn setup() -> Result<Mappings> {
     let order = parse_methods(METHODS.value()).map_err(|e| {
         let value = BStr::from_bytes(METHODS.value());
         match e {
@@ -373,6 +421,10 @@ fn setup() -> Result<Option<ffi::IoMapping>> {
         Err(why) => Err(why),
     };
     availability[Method::Acpi.index()] = acpi.map(|_| ());
+    let words = last_words::setup(
+        module_parameters::mem_address.value(),
+        module_parameters::mem_size.value(),
+    )?;
     let engine = Engine {
         order,
         availability,
@@ -381,6 +433,7 @@ fn setup() -> Result<Option<ffi::IoMapping>> {
         sysrq_key,
         nmi: module_parameters::nmi.value(),
         on_oops,
+        last_words: words.as_ref().map(|w| w.region()),
     };
     if !ENGINE.populate(engine) {
         return Err(EBUSY);
@@ -391,7 +444,10 @@ fn setup() -> Result<Option<ffi::IoMapping>> {
             Err(why) => pr_info!("method {}: unavailable: {}\n", m.name(), why),
         }
     }
-    Ok(mapping)
+    Ok(Mappings {
+        _acpi: mapping,
+        _last_words: words,
+    })
 }
 
 /// Registers the sysrq key, if one is configured.
@@ -432,8 +488,16 @@ fn register_on_oops() -> Result<Option<(ffi::DieNotifier, Option<ffi::OopsWatche
     Ok(Some((ffi::DieNotifier::register()?, watcher)))
 }
 
-/// The module. Fields drop in declaration order: every trigger goes before
-/// the mapping it may write through.
+/// Registers `/dev/emergency_reset_log` when there is a last-words region.
+fn register_log() -> Result<Option<last_words::LogDevice>> {
+    match last_words_region() {
+        Some(_) => last_words::LogDevice::register().map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The module. Fields drop in declaration order: every trigger and device
+/// node goes before the mappings it may write or read through.
 #[pin_data]
 struct EmergencyReset {
     _sysrq: Option<ffi::SysrqKey>,
@@ -441,16 +505,18 @@ struct EmergencyReset {
     _on_oops: Option<(ffi::DieNotifier, Option<ffi::OopsWatcher>)>,
     #[pin]
     _dev: MiscDeviceRegistration<ResetDevice>,
-    _mapping: Option<ffi::IoMapping>,
+    _log: Option<last_words::LogDevice>,
+    _mappings: Mappings,
 }
 
 impl kernel::InPlaceModule for EmergencyReset {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            _mapping: setup()?,
+            _mappings: setup()?,
             _dev <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"emergency_reset",
             }),
+            _log: register_log()?,
             _sysrq: register_sysrq()?,
             _nmi: register_nmi()?,
             _on_oops: register_on_oops()?,
@@ -486,6 +552,13 @@ impl MiscDevice for ResetDevice {
         }
         match parse_command(&buf[..len]) {
             Ok(Command::Reset(only)) => emergency_reset(Trigger::Device, only).map(|()| len),
+            Ok(Command::Forget) => match last_words_region() {
+                Some(region) => region.forget().map(|()| len),
+                None => Err(refuse(
+                    ENXIO,
+                    "forget: no last-words region (mem_name=, mem_address=)",
+                )),
+            },
             Err(e) => Err(refuse(EINVAL, e.as_str())),
         }
     }
@@ -502,9 +575,14 @@ impl MiscDevice for ResetDevice {
             triggers: TRIGGERS.load(Ordering::Relaxed),
             refused: REFUSED.load(Ordering::Relaxed),
         };
-        let mut buf = [0u8; 512];
+        let words = match engine.last_words {
+            Some(region) => region.status(),
+            None => LastWords::Off,
+        };
+        let mut buf = [0u8; 1024];
         let mut out = BufWriter::new(&mut buf);
         format_status(&status, &mut out).map_err(|_| EOVERFLOW)?;
+        format_last_words(&words, &mut out).map_err(|_| EOVERFLOW)?;
         iov.simple_read_from_buffer(kiocb.ki_pos_mut(), out.as_bytes())
     }
 }

@@ -40,7 +40,12 @@ impl Rng {
 
 /// Every documented command, spelled out.
 fn documented_commands() -> Vec<Vec<u8>> {
-    let mut v: Vec<Vec<u8>> = vec![b"reset".to_vec(), b"reset\n".to_vec()];
+    let mut v: Vec<Vec<u8>> = vec![
+        b"reset".to_vec(),
+        b"reset\n".to_vec(),
+        b"forget".to_vec(),
+        b"forget\n".to_vec(),
+    ];
     for n in NAMES {
         v.push(format!("reset {n}").into_bytes());
         v.push(format!("reset {n}\n").into_bytes());
@@ -49,7 +54,7 @@ fn documented_commands() -> Vec<Vec<u8>> {
 }
 
 /// Bytes that make interesting mutations.
-const ALPHABET: &[u8] = b"reset kbdacpicf9triple ,\n\r\t\0\xffRESETxyz";
+const ALPHABET: &[u8] = b"reset kbdacpicf9triple forget,\n\r\t\0\xffRESETxyz";
 
 /// A random input near the documented ones: a documented command or method
 /// list, mutated a few times, or random bytes.

@@ -2,7 +2,7 @@
 
 //! Host build of the kernel-independent logic of `rust_emergency_reset`.
 //!
-//! `logic.rs` is compiled twice: into the kernel module (as `mod logic`, see
+//! `logic.rs` and `record.rs` are compiled twice: into the kernel module (as `mod logic`, see
 //! `rust_emergency_reset.rs`) and here, so that `cargo test` exercises the very
 //! code the module runs.
 
@@ -13,6 +13,8 @@ extern crate std;
 
 #[path = "logic.rs"]
 mod logic;
+#[path = "record.rs"]
+pub mod record;
 
 pub use logic::*;
 

@@ -73,6 +73,17 @@ impl MethodList {
     pub fn as_slice(&self) -> &[Method] {
         &self.methods[..self.len]
     }
+
+    /// A list of the first [`Method::ALL`]`.len()` of `methods`, which the
+    /// caller has checked to be distinct.
+    pub fn from_slice(methods: &[Method]) -> MethodList {
+        let mut list = MethodList {
+            methods: Method::ALL,
+            len: methods.len().min(Method::ALL.len()),
+        };
+        list.methods[..list.len].copy_from_slice(&methods[..list.len]);
+        list
+    }
 }
 
 /// Why a `methods=` value was refused. Offsets are into the value.
@@ -150,6 +161,8 @@ pub const MAX_COMMAND_LEN: usize = 32;
 pub enum Command {
     /// `reset`: every configured method in order. `reset <method>`: that one only.
     Reset(Option<Method>),
+    /// `forget`: erase the last words kept from the previous reset.
+    Forget,
 }
 
 /// Why a write is not a command.
@@ -176,8 +189,8 @@ impl CommandError {
 
 /// Parses one write to the device.
 ///
-/// Accepted, exactly: `reset` and `reset <method>`, each optionally followed
-/// by one `\n` (what `echo` appends). Everything else is an error: no other
+/// Accepted, exactly: `reset`, `reset <method>` and `forget`, each optionally
+/// followed by one `\n` (what `echo` appends). Everything else is an error: no other
 /// white space, no case folding, no prefixes.
 pub fn parse_command(input: &[u8]) -> Result<Command, CommandError> {
     if input.len() > MAX_COMMAND_LEN {
@@ -188,8 +201,10 @@ pub fn parse_command(input: &[u8]) -> Result<Command, CommandError> {
         Some(i) => (&line[..i], Some(&line[i + 1..])),
         None => (line, None),
     };
-    if word != b"reset" {
-        return Err(CommandError::Unknown);
+    match (word, arg) {
+        (b"reset", _) => {}
+        (b"forget", None) => return Ok(Command::Forget),
+        _ => return Err(CommandError::Unknown),
     }
     match arg {
         None => Ok(Command::Reset(None)),
