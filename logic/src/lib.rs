@@ -23,3 +23,9 @@ mod tests;
 
 #[cfg(test)]
 mod fuzz;
+
+#[cfg(test)]
+mod record_tests;
+
+#[cfg(test)]
+mod record_fuzz;
