@@ -179,6 +179,27 @@ pub(crate) fn setup(mem_address: u64, mem_size: u64) -> Result<Option<Mapping>> 
                 );
                 return Err(EINVAL);
             }
+            // And it must be what memmap=SIZE$ADDRESS makes, an E820 "Reserved" range, not a
+            // hole or a device's registers.
+            // SAFETY: as above.
+            let reserved = unsafe {
+                bindings::region_intersects(
+                    a,
+                    s as usize,
+                    bindings::IORESOURCE_MEM as c_ulong,
+                    bindings::IORES_DESC_RESERVED as c_ulong,
+                )
+            };
+            if reserved != bindings::REGION_INTERSECTS as c_int {
+                pr_err!(
+                    "mem_address={:#x} mem_size={}: the range is not reserved memory: reserve it with memmap={}${:#x}\n",
+                    a,
+                    s,
+                    s,
+                    a
+                );
+                return Err(EINVAL);
+            }
             (a, s)
         }
         _ => {

@@ -7,8 +7,10 @@
 //! busybox, the scenario and the modules into an initramfs, boots the test
 //! kernel under TCG with `-no-reboot`, records the serial console, and watches
 //! QMP. A reset is only ever concluded from QMP's
-//! `SHUTDOWN {"guest": true, "reason": "guest-reset"}` event; a guest is only
-//! ever called alive from a marker it printed on its console.
+//! `SHUTDOWN {"guest": true, "reason": "guest-reset"}` event (or, for a guest
+//! that boots again after a reset, [`Guest::boots`], from QMP's `RESET` event
+//! with the same data); a guest is only ever called alive from a marker it
+//! printed on its console.
 //!
 //! Modules are loaded only by the guest's `/init`, which refuses to run unless
 //! it is PID 1 of a kernel booted with `rer_guest=1`: nothing here loads a
@@ -58,6 +60,14 @@ pub mod matrix;
 pub const BOOTED: &str = "RER-BOOTED";
 /// The marker a scenario prints when it has finished and the guest is alive.
 pub const DONE: &str = "RER-DONE";
+/// The question `/init` of a guest of several boots ([`Guest::boots`]) prints
+/// on its console after [`BOOTED`]; the harness answers it with the number of
+/// the boot (1, 2, ...), which `/init` exports to the scenario as `RER_BOOT`.
+pub const WHICH_BOOT: &str = "RER-WHICH-BOOT?";
+/// What `/init` prints when no answer to [`WHICH_BOOT`] came within 30 s; it
+/// then skips the scenario and prints [`DONE`]. [`Vm::finish`] fails the test
+/// when the console shows it.
+pub const WHICH_BOOT_UNANSWERED: &str = "RER-WHICH-BOOT-UNANSWERED";
 
 /// Shell function for scenarios: `try_write LABEL CONTENT [USER]` writes
 /// CONTENT to the device (as USER if given) and prints
@@ -213,6 +223,8 @@ pub struct Guest {
     /// The scenario provokes a lockdep / atomic-context report on purpose
     /// (otherwise any report fails the run).
     pub expect_lock_reports: bool,
+    /// How many times the guest boots: 1 but for [`Guest::boots`].
+    pub boots: u32,
 }
 
 impl Guest {
@@ -229,6 +241,7 @@ impl Guest {
             timeout: Duration::from_secs(60),
             expect_lock_reports: false,
             pvpanic: false,
+            boots: 1,
         }
     }
 
@@ -274,6 +287,28 @@ impl Guest {
         self.timeout = timeout;
         self
     }
+
+    /// A guest that boots up to `n` times, for what survives a reset in RAM.
+    ///
+    /// With `n` >= 2 QEMU runs without `-no-reboot`: a guest reset (QMP
+    /// `RESET`, guest-reset) boots the same kernel, initramfs and command line
+    /// again, on the same RAM (QEMU does not clear guest RAM at a reset).
+    /// Every boot runs the scenario; `/init` asks the harness which boot it is
+    /// ([`WHICH_BOOT`]) and exports the answer as `RER_BOOT` (1, 2, ...), on
+    /// which the scenario branches. The run ends as [`Ending::GuestReset`]
+    /// when the guest resets the `n`-th time (QEMU then stops as with
+    /// `-no-reboot`: the harness sets QMP `set-action reboot=shutdown` when
+    /// the last boot's `/init` asks), and as [`Ending::Done`] when any boot
+    /// prints [`DONE`]. See [`Outcome::guest_resets`] (what counts as a
+    /// reset: SeaBIOS adds one of its own) and [`Outcome::boot_console`].
+    ///
+    /// `n` = 1, the default, is one boot with `-no-reboot`, where `/init`
+    /// asks nothing and `RER_BOOT` is 1. The time limit covers all boots.
+    pub fn boots(mut self, n: u32) -> Guest {
+        assert!(n >= 1, "a guest boots at least once");
+        self.boots = n;
+        self
+    }
 }
 
 /// The guest's `/init`: mounts, the safety check, the scenario, the markers.
@@ -294,7 +329,26 @@ echo 'nobody:x:65534:65534::/:/bin/sh' >> /etc/passwd
 echo 'root:x:0:' > /etc/group
 echo 'nogroup:x:65534:' >> /etc/group
 echo "RER-BOOTED cpus=$(nproc)"
-. /scenario.sh
+# A guest of several boots (Guest::boots: /boots exists) asks the harness on
+# the console which boot this is (WHICH_BOOT); one boot is boot 1. Without an
+# answer, the scenario is skipped: the run ends at RER-DONE and fails.
+RER_BOOT=1
+if [ -e /boots ]; then
+	echo "RER-WHICH-BOOT?"
+	RER_BOOT=
+	read -t 30 RER_BOOT
+	case "$RER_BOOT" in
+	[1-9] | [1-9][0-9]) ;;
+	*)
+		echo "RER-WHICH-BOOT-UNANSWERED: no boot number on the console within 30 s (read '$RER_BOOT')"
+		RER_BOOT=
+		;;
+	esac
+fi
+export RER_BOOT
+if [ -n "$RER_BOOT" ]; then
+	. /scenario.sh
+fi
 # The console trails the kernel log (nbcon printer thread): copy the warnings
 # over, so that checks on the console (lock reports) see them all.
 dmesg | grep -e 'WARNING:' -e 'BUG:' | sed 's/^/RER-KMSG /'
@@ -305,7 +359,8 @@ while :; do sleep 1000; done
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
-    /// QMP reported `SHUTDOWN` with `guest: true` and `reason: guest-reset`.
+    /// QMP reported `SHUTDOWN` with `guest: true` and `reason: guest-reset`;
+    /// for a guest of several boots ([`Guest::boots`]), its last boot reset.
     GuestReset,
     /// QMP reported another `SHUTDOWN` (reason given).
     Shutdown(String),
@@ -330,6 +385,9 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// QMP events by name, with QEMU's timestamps, in order.
     pub events: Vec<(String, SystemTime)>,
+    /// QEMU's timestamps of the guest's resets, in order (see
+    /// [`Outcome::guest_resets`]).
+    pub guest_reset_times: Vec<SystemTime>,
 }
 
 impl Outcome {
@@ -349,16 +407,67 @@ impl Outcome {
     }
 
     /// From the first QMP event `mark` (e.g. `RTC_CHANGE` for [`RTC_MARK`]) to
-    /// QMP's `SHUTDOWN` event of a guest reset.
+    /// QMP's `SHUTDOWN` event of a guest reset (the reset that ended the run).
     pub fn reset_latency_from(&self, mark: &str) -> Option<Duration> {
         if self.ending != Ending::GuestReset {
             return None;
         }
         let mark = *self.event_times(mark).first()?;
-        self.event_times("SHUTDOWN")
-            .first()?
-            .duration_since(mark)
-            .ok()
+        self.guest_reset_times.last()?.duration_since(mark).ok()
+    }
+
+    /// How many times the guest reset, whatever QEMU did next: the resets
+    /// after which the guest booted again ([`Guest::boots`]; QMP `RESET` with
+    /// `guest: true, reason: guest-reset`), plus the one that ended the run,
+    /// if one did ([`Ending::GuestReset`]; QMP `SHUTDOWN`, same data). So a
+    /// 1-boot guest that reset counts 1, as does a 2-boot guest whose second
+    /// boot finished its scenario; a 2-boot guest whose both boots reset
+    /// counts 2. Resets by the host (`guest: false`) do not count.
+    ///
+    /// In a guest of several boots, only the first reset of a boot whose
+    /// `/init` asked [`WHICH_BOOT`] counts, so [`Outcome::events`] shows more
+    /// `RESET`s than this: SeaBIOS (1.16, q35 and pc) answers every guest
+    /// reset with a second one of its own some 20 ms later. QEMU does not map
+    /// the BIOS ROM back at a reset, so SeaBIOS finds its shadow copy marked
+    /// as having run POST, takes the resume path ("In 32bit resume",
+    /// "Attempting a hard reboot" on its debug port), restores the ROM and
+    /// resets the machine again. A boot that resets before its `/init` asks
+    /// (a kernel dying at boot) is not counted either.
+    pub fn guest_resets(&self) -> usize {
+        self.guest_reset_times.len()
+    }
+
+    /// The console of boot `k` (from 1) of a guest of several boots
+    /// ([`Guest::boots`]): from the line of the `k`-th [`WHICH_BOOT`] question
+    /// to the line of the next one, or to the end for the last boot. Boot 1
+    /// starts at the start of the console, its kernel's messages included; a
+    /// 1-boot guest (which asks nothing) is all boot 1.
+    ///
+    /// A boot's slice ends where the next boot's `/init` asks, so what the
+    /// next boot's kernel printed while booting (and what the dying boot
+    /// printed after the reset began, if anything got out) falls into the
+    /// previous boot's slice: look for that boot's kernel messages there.
+    /// Panics when the guest never asked for boot `k`.
+    pub fn boot_console(&self, k: usize) -> &str {
+        assert!(k >= 1, "boots are numbered from 1");
+        let starts: Vec<usize> = self
+            .serial
+            .match_indices(WHICH_BOOT)
+            .map(|(i, _)| self.serial[..i].rfind('\n').map_or(0, |nl| nl + 1))
+            .collect();
+        let start = if k == 1 {
+            0
+        } else {
+            *starts.get(k - 1).unwrap_or_else(|| {
+                panic!(
+                    "boot {k}: the guest asked {WHICH_BOOT} {} times (log {})",
+                    starts.len(),
+                    self.log.display()
+                )
+            })
+        };
+        let end = starts.get(k).copied().unwrap_or(self.serial.len());
+        &self.serial[start..end]
     }
 
     /// Whether the console shows `marker`.
@@ -509,6 +618,14 @@ pub struct Vm {
     /// The last QMP command id sent, and the answers not yet claimed.
     qmp_id: u64,
     answers: Vec<Value>,
+    /// [`Guest::boots`].
+    boots: u32,
+    /// QEMU's timestamps of the guest resets so far ([`Outcome::guest_resets`]).
+    guest_reset_times: Vec<SystemTime>,
+    /// The [`WHICH_BOOT`] questions answered so far, and where on the console
+    /// to look for the next one.
+    questions: usize,
+    question_scan: usize,
 }
 
 impl Drop for Vm {
@@ -544,6 +661,10 @@ impl Vm {
         archive.char_dev("dev/console", 5, 1);
         archive.file("init", 0o755, INIT.as_bytes());
         archive.file("scenario.sh", 0o644, guest.scenario.as_bytes());
+        if guest.boots > 1 {
+            // Makes `/init` ask which boot it is (INIT, WHICH_BOOT).
+            archive.file("boots", 0o644, format!("{}\n", guest.boots).as_bytes());
+        }
         archive.file("bin/busybox", 0o755, &fs::read(busybox()).unwrap());
         for m in &guest.modules {
             let name = m.file_name().unwrap().to_str().unwrap();
@@ -568,13 +689,13 @@ impl Vm {
         let mut child = Command::new("qemu-system-x86_64")
             .args(["-accel", "tcg", "-machine", &guest.machine])
             .args(["-smp", &guest.cpus.to_string(), "-m", "256M"])
-            .args([
-                "-nodefaults",
-                "-no-user-config",
-                "-display",
-                "none",
-                "-no-reboot",
-            ])
+            .args(["-nodefaults", "-no-user-config", "-display", "none"])
+            // A guest of several boots reboots at a reset, until its last boot.
+            .args(if guest.boots == 1 {
+                &["-no-reboot"][..]
+            } else {
+                &[]
+            })
             .args(["-serial", "stdio"])
             .args(if guest.pvpanic {
                 &["-device", "pvpanic"][..]
@@ -653,12 +774,19 @@ impl Vm {
             qmp_closed: false,
             qmp_id: 0,
             answers: Vec::new(),
+            boots: guest.boots,
+            guest_reset_times: Vec::new(),
+            questions: 0,
+            question_scan: 0,
         };
         vm.qmp_command("qmp_capabilities", serde_json::json!({}));
         vm
     }
 
     /// Starts `guest` and waits until its `/init` runs ([`BOOTED`]).
+    ///
+    /// For a guest of several boots ([`Guest::boots`]) this is the first boot's
+    /// `/init`; what follows applies to the first boot only.
     ///
     /// A kernel that panics or hangs before `/init` is booted once more, and
     /// the run says so. Nothing of this project has run at that point, and
@@ -755,6 +883,38 @@ impl Vm {
         }
     }
 
+    /// Sends a QMP command without waiting for its answer, which is left
+    /// unclaimed: for [`Vm::handle`], which cannot wait for one.
+    fn qmp_send(&mut self, command: &str, arguments: Value) {
+        self.qmp_id += 1;
+        let msg =
+            serde_json::json!({"execute": command, "arguments": arguments, "id": self.qmp_id});
+        let _ = writeln!(self.qmp, "{msg}");
+    }
+
+    /// Answers each [`WHICH_BOOT`] question on the console not answered yet
+    /// with its number: the `k`-th question is boot `k`'s. The console is
+    /// searched from where the last search stopped, less the length of the
+    /// question, so that one split across reads is found once it is whole.
+    ///
+    /// Before it answers the last boot, it has QEMU stop at the next guest
+    /// reset instead of rebooting, as `-no-reboot` does (QMP `set-action`).
+    /// Not earlier: after a guest reset, the firmware resets once more
+    /// ([`Outcome::guest_resets`]), and that must reboot.
+    fn answer_which_boot(&mut self) {
+        while let Some(i) = self.serial[self.question_scan..].find(WHICH_BOOT) {
+            self.question_scan += i + WHICH_BOOT.len();
+            self.questions += 1;
+            let boot = self.questions;
+            if boot == self.boots as usize {
+                self.qmp_send("set-action", serde_json::json!({"reboot": "shutdown"}));
+            }
+            self.serial_write(format!("{boot}\n").as_bytes());
+        }
+        let rescan = self.serial.len().saturating_sub(WHICH_BOOT.len() - 1);
+        self.question_scan = floor_char(&self.serial, rescan.max(self.question_scan));
+    }
+
     /// Handles one report; sets `ending` when the run ended.
     fn handle(&mut self, report: Report) {
         match report {
@@ -772,22 +932,40 @@ impl Vm {
                 if fresh.lines().any(|l| l.trim_end() == DONE) {
                     self.ending = Some(Ending::Done);
                 }
+                if self.boots > 1 {
+                    self.answer_which_boot();
+                }
             }
             Report::Qmp(v) => {
                 if v.get("id").is_some() {
                     self.answers.push(v);
                     return;
                 }
-                if let Some(name) = v["event"].as_str() {
-                    let ts = &v["timestamp"];
-                    let at = SystemTime::UNIX_EPOCH
-                        + Duration::from_secs(ts["seconds"].as_u64().unwrap_or(0))
-                        + Duration::from_micros(ts["microseconds"].as_u64().unwrap_or(0));
-                    self.events.push((name.to_string(), at));
+                let Some(name) = v["event"].as_str() else {
+                    return;
+                };
+                let ts = &v["timestamp"];
+                let at = SystemTime::UNIX_EPOCH
+                    + Duration::from_secs(ts["seconds"].as_u64().unwrap_or(0))
+                    + Duration::from_micros(ts["microseconds"].as_u64().unwrap_or(0));
+                self.events.push((name.to_string(), at));
+                let reason = v["data"]["reason"].as_str().unwrap_or("").to_string();
+                let guest_reset = reason == "guest-reset" && v["data"]["guest"] == true;
+                // A guest of several boots rebooted (never with -no-reboot). Only the
+                // first reset of a boot that reached /init counts: SeaBIOS's own
+                // reset right after a guest reset does not (Outcome::guest_resets).
+                if name == "RESET" && guest_reset && self.guest_reset_times.len() < self.questions {
+                    self.guest_reset_times.push(at);
+                    if self.guest_reset_times.len() >= self.boots as usize {
+                        // The last boot rebooted: the set-action came too late. Stop here.
+                        self.ending = Some(Ending::GuestReset);
+                        self.qmp_send("quit", serde_json::json!({}));
+                    }
                 }
-                if v["event"] == "SHUTDOWN" {
-                    let reason = v["data"]["reason"].as_str().unwrap_or("").to_string();
-                    self.ending = Some(if reason == "guest-reset" && v["data"]["guest"] == true {
+                // After the `quit` above, QEMU's own SHUTDOWN changes nothing.
+                if name == "SHUTDOWN" && self.ending != Some(Ending::GuestReset) {
+                    self.ending = Some(if guest_reset {
+                        self.guest_reset_times.push(at);
                         Ending::GuestReset
                     } else {
                         Ending::Shutdown(reason)
@@ -910,7 +1088,13 @@ impl Vm {
             log: self.log_path.clone(),
             elapsed,
             events: std::mem::take(&mut self.events),
+            guest_reset_times: std::mem::take(&mut self.guest_reset_times),
         };
+        assert!(
+            !out.saw(WHICH_BOOT_UNANSWERED),
+            "the guest's /init got no answer to {WHICH_BOOT}; log {}",
+            out.log.display()
+        );
         if self.expect_lock_reports {
             assert!(
                 !out.lock_reports().is_empty(),

@@ -2,17 +2,24 @@
 
 //! The harness's own verdicts: every QMP input is checked by QEMU's reply, so
 //! an input QEMU rejected (a key it does not know, a wrong chardev) cannot
-//! pass for one that reached the guest.
+//! pass for one that reached the guest. A guest of several boots knows which
+//! boot it is in, and the run counts its resets and ends where it should.
 
 use qemu_tests::{
+    run,
+    Ending,
     Guest,
     Inputs,
-    Vm, //
+    Vm,
+    DRAIN, //
 };
 use serde_json::json;
-use std::panic::{
-    catch_unwind,
-    AssertUnwindSafe, //
+use std::{
+    panic::{
+        catch_unwind,
+        AssertUnwindSafe, //
+    },
+    time::Duration,
 };
 
 #[test]
@@ -46,4 +53,137 @@ fn a_qmp_input_qemu_rejects_fails_the_test_with_qemus_message() {
     let status = vm.qmp_command("query-status", json!({}));
     assert_eq!(status["status"], "running", "{status}");
     vm.finish().assert_alive();
+}
+
+#[test]
+fn a_guest_of_two_boots_knows_its_boot_and_runs_on_after_the_first_reset() {
+    let inputs = Inputs::from_env();
+    // sysrq-b: emergency_restart(), a guest reset that a healthy guest survives.
+    let scenario = format!(
+        "case \"$RER_BOOT\" in\n\
+         1) echo RER-FIRST; {DRAIN}; echo b > /proc/sysrq-trigger;;\n\
+         2) echo RER-SECOND;;\n\
+         esac\n"
+    );
+    let guest = Guest::new("harness_two_boots", &inputs, &scenario)
+        .without_our_module(&inputs)
+        .boots(2)
+        .timeout(Duration::from_secs(120));
+    let out = run(&guest, &inputs);
+    out.assert_alive();
+    // QEMU reports more RESETs: SeaBIOS resets once more (see guest_resets()).
+    assert_eq!(out.guest_resets(), 1, "events {:?}", out.events);
+    let (first, second) = (out.boot_console(1), out.boot_console(2));
+    assert!(
+        first.contains("RER-FIRST") && !first.contains("RER-SECOND"),
+        "boot 1:\n{first}"
+    );
+    assert!(
+        second.contains("RER-SECOND") && !second.contains("RER-FIRST"),
+        "boot 2:\n{second}"
+    );
+    eprintln!(
+        "two boots, one reset: {:.1} s, {} RESET events",
+        out.elapsed.as_secs_f64(),
+        out.event_times("RESET").len()
+    );
+}
+
+#[test]
+fn a_guest_of_two_boots_that_both_reset_ends_as_a_guest_reset() {
+    let inputs = Inputs::from_env();
+    let scenario = format!("echo RER-BOOT-$RER_BOOT\n{DRAIN}\necho b > /proc/sysrq-trigger\n");
+    let guest = Guest::new("harness_two_resets", &inputs, &scenario)
+        .without_our_module(&inputs)
+        .boots(2)
+        .timeout(Duration::from_secs(120));
+    let out = run(&guest, &inputs);
+    out.assert_reset();
+    assert_eq!(out.guest_resets(), 2, "events {:?}", out.events);
+    // The first reset rebooted; the last stopped QEMU as -no-reboot does.
+    assert!(!out.event_times("RESET").is_empty(), "{:?}", out.events);
+    assert_eq!(
+        out.event_times("SHUTDOWN").len(),
+        1,
+        "events {:?}",
+        out.events
+    );
+    assert!(out.boot_console(1).contains("RER-BOOT-1"));
+    assert!(!out.boot_console(1).contains("RER-BOOT-2"));
+    assert!(out.boot_console(2).contains("RER-BOOT-2"));
+    assert_eq!(out.ending, Ending::GuestReset);
+    eprintln!(
+        "two boots, two resets: {:.1} s, {} RESET events",
+        out.elapsed.as_secs_f64(),
+        out.event_times("RESET").len()
+    );
+}
+
+#[test]
+fn rer_scribble_corrupts_the_reserve_mem_region_whose_bytes_survive_a_reset() {
+    let inputs = Inputs::from_env();
+    let scenario = format!(
+        r#"
+scribble() {{
+	insmod /modules/rer_scribble.ko "$@"
+	echo "RER-INSMOD $* rc=$?"
+	rmmod rer_scribble
+}}
+scribble mode=2
+if [ "$RER_BOOT" = 1 ]; then
+	scribble mode=0
+	scribble mode=1 at=65535
+	scribble mode=2
+fi
+dmesg | grep 'rer_scribble: mode' | sed 's/^.*rer_scribble: /RER-SCRIBBLE /'
+if [ "$RER_BOOT" = 1 ]; then
+	{DRAIN}
+	echo b > /proc/sysrq-trigger
+fi
+"#
+    );
+    let guest = Guest::new("harness_scribble", &inputs, &scenario)
+        .without_our_module(&inputs)
+        .with_module(inputs.test_module("rer_scribble"))
+        .append("reserve_mem=64K:4096:rer_lw")
+        .boots(2)
+        .timeout(Duration::from_secs(120));
+    let out = run(&guest, &inputs);
+    out.assert_alive();
+    assert_eq!(out.guest_resets(), 1);
+    for line in out.lines_with("RER-INSMOD") {
+        assert!(
+            line.ends_with(" rc=0"),
+            "{line} (log {})",
+            out.log.display()
+        );
+    }
+    // "mode N at 0x<start> size 65536 sum 0x<checksum>": (mode and region, checksum).
+    let scribbles = |boot: usize| -> Vec<(String, String)> {
+        out.boot_console(boot)
+            .lines()
+            .filter_map(|l| l.strip_prefix("RER-SCRIBBLE "))
+            .map(|l| {
+                let (what, sum) = l.split_once(" sum ").unwrap_or((l, ""));
+                (what.to_string(), sum.to_string())
+            })
+            .collect()
+    };
+    let (first, second) = (scribbles(1), scribbles(2));
+    assert_eq!(first.len(), 4, "boot 1: {first:?}");
+    assert_eq!(second.len(), 1, "boot 2: {second:?}");
+    let region = first[0].0.strip_prefix("mode 2 ").unwrap_or("?");
+    assert!(region.ends_with(" size 65536"), "{first:?}");
+    for (i, mode) in [2, 0, 1, 2].iter().enumerate() {
+        assert_eq!(first[i].0, format!("mode {mode} {region}"), "{first:?}");
+    }
+    assert_eq!(second[0].0, format!("mode 2 {region}"), "{second:?}");
+    // Mode 1 flipped a bit of what mode 0 wrote; mode 2 wrote nothing.
+    assert_ne!(first[1].1, first[2].1, "{first:?}");
+    assert_eq!(first[2].1, first[3].1, "{first:?}");
+    // The region came through the reset, SeaBIOS's second one and the next boot intact.
+    assert_eq!(
+        second[0].1, first[3].1,
+        "boot 1 {first:?}, boot 2 {second:?}"
+    );
 }
