@@ -525,3 +525,89 @@ impl Drop for OopsWatcher {
         unsafe { bindings::kthread_stop(self.0) };
     }
 }
+
+/// Whether the kernel claimed the PCI configuration ports at 0xCF8 at boot,
+/// which it does exactly when it found configuration mechanism #1 or #2 there
+/// (arch/x86/pci/direct.c `pci_direct_probe()`, "PCI conf1" / "PCI conf2" in
+/// /proc/ioports) and so set its own `port_cf9_safe`, which is not exported.
+/// Load time only: the probe claims the ports for a moment when nobody has.
+pub(crate) fn pci_config_ports_claimed() -> bool {
+    // SAFETY: `ioport_resource` is the kernel's root of I/O port resources; `__request_region()`
+    // takes the resource lock and may sleep (process context, load time). A region we obtain
+    // is given back at once.
+    unsafe {
+        let root = ptr::addr_of_mut!(bindings::ioport_resource);
+        let r = bindings::__request_region(
+            root,
+            0xcf8,
+            8,
+            c"rust_emergency_reset probe".as_char_ptr(),
+            0,
+        );
+        if r.is_null() {
+            return true;
+        }
+        bindings::__release_region(root, 0xcf8, 8);
+        false
+    }
+}
+
+/// `INT_MIN`: our panic notifier runs after every other one.
+const LAST_PRIORITY: c_int = c_int::MIN;
+
+extern "C" {
+    /// `struct atomic_notifier_head panic_notifier_list` (include/linux/panic_notifier.h).
+    static mut panic_notifier_list: bindings::atomic_notifier_head;
+}
+
+/// The panic notifier.
+static PANIC_NB: Linked<bindings::notifier_block> =
+    Linked(UnsafeCell::new(bindings::notifier_block {
+        notifier_call: Some(panic_notify),
+        next: ptr::null_mut(),
+        priority: LAST_PRIORITY,
+    }));
+
+/// Called by `panic()` on the panicking CPU, after the other CPUs were
+/// stopped and the other panic notifiers ran.
+///
+/// # Safety
+///
+/// Only the panic notifier chain calls it, through `PANIC_NB`.
+unsafe extern "C" fn panic_notify(
+    _nb: *mut bindings::notifier_block,
+    _event: kernel::ffi::c_ulong,
+    _data: *mut kernel::ffi::c_void,
+) -> c_int {
+    crate::oops_panicked();
+    NOTIFY_DONE
+}
+
+/// Our panic notifier, unregistered when dropped.
+pub(crate) struct PanicNotifier;
+
+impl PanicNotifier {
+    pub(crate) fn register() -> Result<PanicNotifier> {
+        // SAFETY: `PANIC_NB` is static and unregistered in `drop`; the chain head is the
+        // kernel's, registration takes its spinlock.
+        kernel::error::to_result(unsafe {
+            bindings::atomic_notifier_chain_register(
+                ptr::addr_of_mut!(panic_notifier_list),
+                PANIC_NB.get(),
+            )
+        })?;
+        Ok(PanicNotifier)
+    }
+}
+
+impl Drop for PanicNotifier {
+    fn drop(&mut self) {
+        // SAFETY: registered in `register`; unregistering waits for running callbacks (RCU).
+        unsafe {
+            bindings::atomic_notifier_chain_unregister(
+                ptr::addr_of_mut!(panic_notifier_list),
+                PANIC_NB.get(),
+            )
+        };
+    }
+}

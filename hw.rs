@@ -14,19 +14,12 @@ use kernel::time::{
     Delta, //
 };
 
-/// The 8042 keyboard controller's status (read) and command (write) port.
-const I8042_STATUS_CMD: u16 = 0x64;
-/// Status bit 1: the controller's input buffer is full; it will not take a command.
-const I8042_STATUS_IBF: u8 = 1 << 1;
-/// 8042 command: pulse the output port's bit 0, the CPU reset line.
-const I8042_CMD_PULSE_RESET: u8 = 0xfe;
-
-/// The chipset's reset-control register (Intel PIIX/ICH "RST_CNT").
-const RST_CNT: u16 = 0xcf9;
-/// RST_CNT bit 1: system reset (hard reset when set with bit 3).
-const RST_CNT_SYS_RST: u8 = 1 << 1;
-/// RST_CNT bits 1-3: full (cold) reset, the kernel's `reboot=pci` value for a cold boot.
-const RST_CNT_COLD_RESET: u8 = 0x0e;
+use crate::logic::{
+    self,
+    ResetPorts,
+    I8042_STATUS_CMD,
+    RST_CNT, //
+};
 
 /// PCI configuration mechanism #1: address and data ports.
 const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
@@ -81,25 +74,39 @@ pub(crate) fn udelay(us: u32) {
     }
 }
 
+/// The machine's reset ports, for the sequences in `logic` (which the host
+/// tests against a model). Only those sequences use it: each port they touch
+/// is one of the reset registers, written with the kernel's own values.
+struct Ports;
+
+impl ResetPorts for Ports {
+    fn inb(&mut self, port: u16) -> u8 {
+        // SAFETY: the sequences read only the 8042's status and RST_CNT, which have no read
+        // side effects.
+        unsafe { inb(port) }
+    }
+
+    fn outb(&mut self, port: u16, value: u8) {
+        // SAFETY: the sequences write only the 8042's pulse-reset command and RST_CNT's reset
+        // values: resetting the machine is what the caller asked for.
+        unsafe { outb(port, value) }
+    }
+
+    fn udelay(&mut self, us: u32) {
+        udelay(us)
+    }
+}
+
 /// The 8042 status byte. 0xFF means no controller answers at port 0x64.
 pub(crate) fn i8042_status() -> u8 {
     // SAFETY: reading the 8042 status register has no side effect.
     unsafe { inb(I8042_STATUS_CMD) }
 }
 
-/// Asks the 8042 to pulse the CPU reset line, after waiting at most
-/// `wait_us` microseconds (in 2 µs steps) for its input buffer to empty.
-/// The command is sent either way, as the kernel's own `kb_wait()` path does.
-pub(crate) fn i8042_pulse_reset(wait_us: u32) {
-    for _ in 0..wait_us.div_ceil(2) {
-        if i8042_status() & I8042_STATUS_IBF == 0 {
-            break;
-        }
-        udelay(2);
-    }
-    // SAFETY: 0xFE to port 0x64 is the 8042's "pulse reset line" command: resetting the machine
-    // is exactly what the caller asked for.
-    unsafe { outb(I8042_STATUS_CMD, I8042_CMD_PULSE_RESET) };
+/// Pulses the CPU reset line through the 8042 as the kernel does
+/// ([`logic::i8042_reset`]). Returns only if the machine is still running.
+pub(crate) fn i8042_reset() {
+    logic::i8042_reset(&mut Ports);
 }
 
 /// The reset-control register at 0xCF9. 0xFF means there is none.
@@ -108,17 +115,9 @@ pub(crate) fn cf9_read() -> u8 {
     unsafe { inb(RST_CNT) }
 }
 
-/// Requests a hard reset, then performs a cold one, through 0xCF9 (the
-/// kernel's `BOOT_CF9` sequence, 50 µs apart).
+/// A cold reset through 0xCF9 as the kernel does ([`logic::cf9_reset`]).
 pub(crate) fn cf9_reset() {
-    let cf9 = cf9_read() & !RST_CNT_COLD_RESET;
-    // SAFETY: these are the writes `reboot=pci` makes: first arm a hard reset, then trigger
-    // a cold reset. Resetting the machine is what the caller asked for.
-    unsafe { outb(RST_CNT, cf9 | RST_CNT_SYS_RST) };
-    udelay(50);
-    // SAFETY: as above.
-    unsafe { outb(RST_CNT, cf9 | RST_CNT_COLD_RESET) };
-    udelay(50);
+    logic::cf9_reset(&mut Ports);
 }
 
 /// Writes `value` to an I/O port named by the ACPI FADT's reset register.
@@ -166,23 +165,62 @@ pub(crate) fn triple_fault() -> ! {
     }
 }
 
-/// Local interrupts off until dropped, then back to what they were.
+/// `X86_EFLAGS_IF`: interrupts are enabled.
+const EFLAGS_IF: u64 = 1 << 9;
+
+#[cfg(CONFIG_TRACE_IRQFLAGS)]
+extern "C" {
+    fn trace_hardirqs_on();
+    fn trace_hardirqs_off();
+}
+
+/// Local interrupts off until dropped, then back to what they were: C's
+/// `local_irq_save()` / `local_irq_restore()`. The same compiler barrier (the
+/// asm may touch memory) and, with `CONFIG_TRACE_IRQFLAGS` (lockdep), the same
+/// `trace_hardirqs_off()` / `trace_hardirqs_on()` calls, in the same places.
+/// The native instructions, as on every x86 machine this module can reset
+/// (not a Xen PV guest, whose port writes would not reset anything anyway).
 pub(crate) struct IrqsOff(u64);
 
 impl IrqsOff {
     pub(crate) fn new() -> IrqsOff {
         let flags: u64;
-        // SAFETY: saves RFLAGS and clears IF on this CPU. Only the stack slot `pushfq` uses is
-        // touched; `drop` restores the saved flags.
-        unsafe { asm!("pushfq", "pop {0}", "cli", out(reg) flags, options(nomem)) };
+        // SAFETY: saves RFLAGS and clears IF on this CPU (`native_save_fl()` +
+        // `native_irq_disable()`). Only the stack slot `pushfq` uses is touched; `drop` restores
+        // the saved flags. Not `nomem`: like C's `asm volatile(... "memory")`, no memory access
+        // moves across it.
+        unsafe { asm!("pushfq", "pop {0}", "cli", out(reg) flags) };
+        #[cfg(CONFIG_TRACE_IRQFLAGS)]
+        // SAFETY: tells lockdep and the irq tracer that this CPU's interrupts are off, as
+        // `local_irq_save()` does after `raw_local_irq_save()`; callable in any context.
+        unsafe {
+            trace_hardirqs_off()
+        };
         IrqsOff(flags)
     }
 }
 
 impl Drop for IrqsOff {
     fn drop(&mut self) {
-        // SAFETY: restores the RFLAGS saved by `new` on this CPU (interrupts stayed off in
-        // between, so this is the same CPU), re-enabling interrupts only if they were on.
-        unsafe { asm!("push {0}", "popfq", in(reg) self.0, options(nomem)) };
+        let restore = |flags: u64| {
+            // SAFETY: restores the RFLAGS saved by `new` on this CPU (interrupts stayed off in
+            // between, so this is the same CPU), re-enabling interrupts only if they were on.
+            unsafe { asm!("push {0}", "popfq", in(reg) flags) };
+        };
+        if self.0 & EFLAGS_IF == 0 {
+            restore(self.0);
+            #[cfg(CONFIG_TRACE_IRQFLAGS)]
+            // SAFETY: as in `new`: interrupts stay off, as `local_irq_restore()` reports.
+            unsafe {
+                trace_hardirqs_off()
+            };
+        } else {
+            #[cfg(CONFIG_TRACE_IRQFLAGS)]
+            // SAFETY: `local_irq_restore()` reports interrupts on before enabling them.
+            unsafe {
+                trace_hardirqs_on()
+            };
+            restore(self.0);
+        }
     }
 }

@@ -91,6 +91,7 @@ use logic::{
     Status,
     Unavailable,
     MAX_COMMAND_LEN, //
+    SETTLE_US,
 };
 use record::{
     format_last_words,
@@ -137,11 +138,6 @@ ffi::string_param!(
     "x",
     "Sysrq key that resets (0-9, a-z, A-Z; default x; empty: no sysrq key)"
 );
-
-/// Longest wait for the 8042 to take a command, in microseconds.
-const I8042_WAIT_US: u32 = 10_000;
-/// Time a method gets to take effect before the next one is tried, in microseconds.
-const SETTLE_US: u32 = 50_000;
 
 /// At most 10 lines about refused writes every 5 s.
 static REFUSALS_LOG: RateLimit = RateLimit::new(5_000_000_000, 10);
@@ -217,7 +213,7 @@ impl kernel::fmt::Display for Unavailable {
 /// machine is still running.
 fn attempt(engine: &Engine, method: Method) {
     match method {
-        Method::Kbd => hw::i8042_pulse_reset(I8042_WAIT_US),
+        Method::Kbd => hw::i8042_reset(),
         Method::Acpi => match engine.acpi {
             Some((AcpiWrite::Io(port), value)) => hw::acpi_io_reset(port, value),
             Some((AcpiWrite::Memory(byte), value)) => byte.write(value),
@@ -233,15 +229,26 @@ fn attempt(engine: &Engine, method: Method) {
     hw::udelay(SETTLE_US);
 }
 
+/// Prints an emergency line from the reset path: synchronously, while this
+/// CPU holds the panic slot ([`ffi::PanicCpuClaim`]), and only for as long as
+/// that takes, so that a `panic()` on another CPU during a method's settle
+/// time goes ahead. Needs interrupts off (an [`hw::IrqsOff`] in scope).
+macro_rules! say {
+    ($irqs_off:expr, $($arg:tt)*) => {{
+        let _claim = ffi::PanicCpuClaim::new($irqs_off);
+        pr_emerg!($($arg)*);
+    }};
+}
+
 /// Resets the machine with `only`, or with every configured method in order.
 ///
 /// Returns `EIO` if the machine is still running afterwards, `EBUSY` if
 /// another reset is being attempted at the same time. Runs with local
-/// interrupts off; never sleeps, allocates or takes a lock. The log line is
-/// best effort: printed synchronously while this CPU holds the panic slot
-/// (see [`ffi::PanicCpuClaim`]), never waiting for a console another CPU holds.
-/// With a last-words region, the record is saved right after the first
-/// "resetting now" line, before the first method is tried.
+/// interrupts off; never sleeps, allocates or takes a lock. Each log line is
+/// best effort: printed synchronously (see [`say`]), never waiting for a
+/// console another CPU holds. With a last-words region, the record is saved
+/// right after the first "resetting now" line, before the first method is
+/// tried.
 fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
     let Some(engine) = ENGINE.as_ref() else {
         return Err(EIO);
@@ -253,7 +260,6 @@ fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
     let pid = ffi::current_pid();
     let caller = matches!(trigger, Trigger::Device).then(last_words::current_caller);
     let irqs_off = hw::IrqsOff::new();
-    let log_sync = ffi::PanicCpuClaim::new(&irqs_off);
     let order = match only {
         Some(ref m) => core::slice::from_ref(m),
         None => engine.order.as_slice(),
@@ -262,7 +268,8 @@ fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
     for &method in order {
         match engine.availability[method.index()] {
             Ok(()) => {
-                pr_emerg!(
+                say!(
+                    &irqs_off,
                     "resetting now: trigger {}, method {}, caller pid {}\n",
                     trigger,
                     method.name(),
@@ -274,17 +281,16 @@ fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
                 }
                 attempt(engine, method);
             }
-            Err(why) => pr_emerg!("skipping method {}: {}\n", method.name(), why),
+            Err(why) => say!(&irqs_off, "skipping method {}: {}\n", method.name(), why),
         }
     }
-    pr_emerg!("reset failed: the machine is still running\n");
+    say!(&irqs_off, "reset failed: the machine is still running\n");
     if let Some(region) = engine.last_words {
         if !saved {
             region.save(&trigger, order, caller);
         }
         region.mark_failed();
     }
-    drop(log_sync);
     RESETTING.store(false, Ordering::Release);
     drop(irqs_off);
     Err(EIO)
@@ -329,6 +335,26 @@ fn oops_happened() {
         }
         None => {}
     }
+}
+
+/// The panic notifier's action (on the panicking CPU; the other CPUs are
+/// stopped, so the watcher thread will never run again): a panic that
+/// follows an oops (`panic_on_oops=1`, or an oops in interrupt context)
+/// resets `on_oops` seconds after the oops, as the watcher would have. A
+/// panic without an oops is left to the kernel's `panic=`.
+fn oops_panicked() {
+    let Some(secs) = ENGINE.as_ref().and_then(|e| e.on_oops) else {
+        return;
+    };
+    let at = OOPS_AT.load(Ordering::Relaxed);
+    if at == 0 {
+        return;
+    }
+    let deadline = at.saturating_add(u64::from(secs) * 1_000_000_000);
+    while ffi::now_ns() < deadline {
+        hw::udelay(1000);
+    }
+    let _ = emergency_reset(Trigger::Oops, None);
 }
 
 /// Called every 100 ms by the oops watcher thread (only with `on_oops=N > 0`).
@@ -401,6 +427,8 @@ fn setup() -> Result<Mappings> {
     }
     if hw::cf9_read() == 0xff {
         availability[Method::Cf9.index()] = Err(Unavailable::NoCf9);
+    } else if !ffi::pci_config_ports_claimed() {
+        availability[Method::Cf9.index()] = Err(Unavailable::NoPciConf);
     }
     let (revision, flags, reg) = ffi::fadt();
     let target = acpi_target(revision, flags, &reg);
@@ -475,17 +503,24 @@ fn register_nmi() -> Result<Option<ffi::NmiHandlers>> {
     ffi::NmiHandlers::register().map(Some)
 }
 
-/// Registers the die notifier, and with a delay its watcher thread, with `on_oops=`.
-fn register_on_oops() -> Result<Option<(ffi::DieNotifier, Option<ffi::OopsWatcher>)>> {
+/// What `on_oops=N` registers: the die notifier, and for N > 0 the watcher
+/// thread and the panic notifier (for an oops that becomes a panic).
+type OnOops = (
+    ffi::DieNotifier,
+    Option<(ffi::OopsWatcher, ffi::PanicNotifier)>,
+);
+
+/// Registers what `on_oops=` needs.
+fn register_on_oops() -> Result<Option<OnOops>> {
     let Some(secs) = ENGINE.as_ref().and_then(|e| e.on_oops) else {
         return Ok(None);
     };
-    let watcher = if secs > 0 {
-        Some(ffi::OopsWatcher::start()?)
+    let delayed = if secs > 0 {
+        Some((ffi::OopsWatcher::start()?, ffi::PanicNotifier::register()?))
     } else {
         None
     };
-    Ok(Some((ffi::DieNotifier::register()?, watcher)))
+    Ok(Some((ffi::DieNotifier::register()?, delayed)))
 }
 
 /// Registers `/dev/emergency_reset_log` when there is a last-words region.
@@ -502,7 +537,7 @@ fn register_log() -> Result<Option<last_words::LogDevice>> {
 struct EmergencyReset {
     _sysrq: Option<ffi::SysrqKey>,
     _nmi: Option<ffi::NmiHandlers>,
-    _on_oops: Option<(ffi::DieNotifier, Option<ffi::OopsWatcher>)>,
+    _on_oops: Option<OnOops>,
     #[pin]
     _dev: MiscDeviceRegistration<ResetDevice>,
     _log: Option<last_words::LogDevice>,

@@ -275,6 +275,10 @@ pub enum Unavailable {
     MapFailed,
     /// Port 0xCF9 reads 0xFF: no reset-control register.
     NoCf9,
+    /// The kernel found no PCI configuration mechanism at ports 0xCF8-0xCFF
+    /// at boot (what its own `port_cf9_safe` records): 0xCF9 may then be
+    /// another device's port.
+    NoPciConf,
 }
 
 impl fmt::Display for Unavailable {
@@ -293,6 +297,9 @@ impl fmt::Display for Unavailable {
             }
             Unavailable::MapFailed => f.write_str("cannot map the FADT reset register"),
             Unavailable::NoCf9 => f.write_str("no reset-control register: port 0xcf9 reads 0xff"),
+            Unavailable::NoPciConf => f.write_str(
+                "no PCI configuration ports claimed at 0xcf8: 0xcf9 may be another device",
+            ),
         }
     }
 }
@@ -492,3 +499,75 @@ impl fmt::Write for BufWriter<'_> {
         Ok(())
     }
 }
+
+/// Port access and delays for the reset sequences below, so that their logic
+/// runs on the host against a model of the hardware.
+pub trait ResetPorts {
+    /// Reads a byte from `port`.
+    fn inb(&mut self, port: u16) -> u8;
+    /// Writes `value` to `port`.
+    fn outb(&mut self, port: u16, value: u8);
+    /// Busy-waits `us` microseconds.
+    fn udelay(&mut self, us: u32);
+}
+
+/// The 8042's status (read) and command (write) port.
+pub const I8042_STATUS_CMD: u16 = 0x64;
+/// Status bit 1: the input buffer is full; the controller takes no command.
+pub const I8042_STATUS_IBF: u8 = 1 << 1;
+/// 8042 command: pulse the output port's bit 0, the CPU reset line.
+pub const I8042_CMD_PULSE_RESET: u8 = 0xfe;
+/// Pulses sent, as the kernel's `BOOT_KBD`: controllers (and their emulation
+/// in server firmware) miss single ones.
+pub const I8042_TRIES: u32 = 10;
+/// Longest wait for the input buffer to empty before each pulse, in µs, in
+/// 2 µs polls. The kernel's `kb_wait()` polls up to 0x10000 times (about
+/// 131 ms); a controller that has not taken a command in 5 ms is not
+/// waited for longer, so that all methods fail within a bound (see
+/// [`WORST_CASE_US`]). The pulse is sent either way, as the kernel does.
+pub const I8042_WAIT_US: u32 = 5_000;
+
+/// The 8042 reset as `native_machine_emergency_restart()`'s `BOOT_KBD`:
+/// [`I8042_TRIES`] times, wait for the input buffer to empty (at most
+/// [`I8042_WAIT_US`]), 50 µs, the pulse command, 50 µs. Returns only if the
+/// machine is still running: at most 10 × (5 ms + 100 µs) = 51 ms.
+pub fn i8042_reset(p: &mut impl ResetPorts) {
+    for _ in 0..I8042_TRIES {
+        let mut waited = 0;
+        while waited < I8042_WAIT_US && p.inb(I8042_STATUS_CMD) & I8042_STATUS_IBF != 0 {
+            p.udelay(2);
+            waited += 2;
+        }
+        p.udelay(50);
+        p.outb(I8042_STATUS_CMD, I8042_CMD_PULSE_RESET);
+        p.udelay(50);
+    }
+}
+
+/// The chipset's reset-control register (Intel PIIX/ICH "RST_CNT").
+pub const RST_CNT: u16 = 0xcf9;
+/// RST_CNT bit 1: system reset.
+pub const RST_CNT_SYS_RST: u8 = 1 << 1;
+/// RST_CNT bits 1-3: full (cold) reset, the kernel's value for a cold reboot.
+pub const RST_CNT_COLD_RESET: u8 = 0x0e;
+
+/// The reset through 0xCF9 as the kernel's `BOOT_CF9_SAFE` for a cold
+/// reboot: keep the register's other bits, request a hard reset, 50 µs, the
+/// full reset, 50 µs. Returns only if the machine is still running.
+pub fn cf9_reset(p: &mut impl ResetPorts) {
+    let cf9 = p.inb(RST_CNT) & !RST_CNT_COLD_RESET;
+    p.outb(RST_CNT, cf9 | RST_CNT_SYS_RST);
+    p.udelay(50);
+    p.outb(RST_CNT, cf9 | RST_CNT_COLD_RESET);
+    p.udelay(50);
+}
+
+/// Time a method gets to take effect before the next one is tried, in µs.
+pub const SETTLE_US: u32 = 50_000;
+
+/// The longest a reset attempt takes when every method of the default order
+/// is present and none resets (`triple` never returns): the 8042 sequence
+/// with its waits, the ACPI write, the 0xCF9 sequence, each followed by
+/// [`SETTLE_US`]. About 201 ms; the documented bound for EIO is 250 ms.
+pub const WORST_CASE_US: u32 = I8042_TRIES * (I8042_WAIT_US + 100) + 100 + 3 * SETTLE_US;
+const _: () = assert!(WORST_CASE_US <= 250_000, "the documented bound for EIO is 250 ms");

@@ -298,3 +298,135 @@ fn on_oops_is_off_at_minus_one_and_seconds_from_zero() {
     assert_eq!(parse_on_oops(-2), Err(BadOnOops));
     assert_eq!(parse_on_oops(i32::MIN), Err(BadOnOops));
 }
+
+/// What a reset sequence did, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Io {
+    In(u16),
+    Out(u16, u8),
+    Delay(u32),
+}
+
+/// A model of the reset ports: the 8042's input buffer stays full for the
+/// first `busy_polls` status reads (`u32::MAX`: forever); RST_CNT reads `cf9`.
+struct Model {
+    busy_polls: u32,
+    cf9: u8,
+    log: std::vec::Vec<Io>,
+}
+
+impl Model {
+    fn new(busy_polls: u32, cf9: u8) -> Model {
+        Model {
+            busy_polls,
+            cf9,
+            log: std::vec::Vec::new(),
+        }
+    }
+
+    fn delay_total(&self) -> u32 {
+        self.log
+            .iter()
+            .map(|e| match e {
+                Io::Delay(us) => *us,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+impl ResetPorts for Model {
+    fn inb(&mut self, port: u16) -> u8 {
+        self.log.push(Io::In(port));
+        match port {
+            0x64 if self.busy_polls > 0 => {
+                self.busy_polls = self
+                    .busy_polls
+                    .saturating_sub(u32::from(self.busy_polls != u32::MAX));
+                0x02
+            }
+            0x64 => 0x00,
+            0xcf9 => self.cf9,
+            _ => 0xff,
+        }
+    }
+    fn outb(&mut self, port: u16, value: u8) {
+        self.log.push(Io::Out(port, value));
+    }
+    fn udelay(&mut self, us: u32) {
+        self.log.push(Io::Delay(us));
+    }
+}
+
+#[test]
+fn the_8042_gets_ten_pulses_each_after_its_buffer_empties_with_50_us_either_side() {
+    let mut m = Model::new(0, 0);
+    i8042_reset(&mut m);
+    let one = [
+        Io::In(0x64),
+        Io::Delay(50),
+        Io::Out(0x64, 0xfe),
+        Io::Delay(50),
+    ];
+    assert_eq!(m.log, one.repeat(10));
+}
+
+#[test]
+fn the_8042_is_polled_every_2_us_until_it_takes_commands() {
+    let mut m = Model::new(3, 0);
+    i8042_reset(&mut m);
+    let mut first = std::vec::Vec::new();
+    for _ in 0..3 {
+        first.extend([Io::In(0x64), Io::Delay(2)]);
+    }
+    first.extend([
+        Io::In(0x64),
+        Io::Delay(50),
+        Io::Out(0x64, 0xfe),
+        Io::Delay(50),
+    ]);
+    assert_eq!(m.log[..first.len()], first[..]);
+    assert_eq!(
+        m.log.iter().filter(|e| **e == Io::Out(0x64, 0xfe)).count(),
+        10
+    );
+}
+
+#[test]
+fn a_stuck_8042_is_waited_for_5_ms_per_pulse_and_pulsed_anyway() {
+    let mut m = Model::new(u32::MAX, 0);
+    i8042_reset(&mut m);
+    assert_eq!(
+        m.log.iter().filter(|e| **e == Io::Out(0x64, 0xfe)).count(),
+        10
+    );
+    assert_eq!(
+        m.log.iter().filter(|e| **e == Io::Delay(2)).count(),
+        10 * 2500
+    );
+    assert_eq!(m.delay_total(), 10 * (5_000 + 100));
+}
+
+#[test]
+fn cf9_keeps_the_other_bits_requests_a_hard_reset_then_a_cold_one() {
+    for (reads, arm, fire) in [(0x00, 0x02, 0x0e), (0x0f, 0x03, 0x0f), (0xf1, 0xf3, 0xff)] {
+        let mut m = Model::new(0, reads);
+        cf9_reset(&mut m);
+        assert_eq!(
+            m.log,
+            [
+                Io::In(0xcf9),
+                Io::Out(0xcf9, arm),
+                Io::Delay(50),
+                Io::Out(0xcf9, fire),
+                Io::Delay(50)
+            ]
+        );
+    }
+}
+
+#[test]
+fn every_method_present_and_dead_fails_within_the_documented_250_ms() {
+    // 10 x (5 ms + 100 us) + 100 us + 3 x 50 ms; `logic.rs` asserts <= 250 ms at compile time.
+    assert_eq!(WORST_CASE_US, 201_100);
+}
