@@ -136,9 +136,10 @@ fuzz:
 # resolved here, its signed vmlinuz fetched into the cache (never installed),
 # the modules built for it by `make KRELEASE=<release>`.
 QEMU_TESTS = --test seed --test engine --test faults --test module_file --test packaging \
-	--test docs --test lockdown --test lockdown_signed --test harness --test last_words
+	--test docs --test lockdown --test lockdown_signed --test harness --test last_words \
+	--test dead_methods
 QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian \
-	--test lockdown --test last_words
+	--test lockdown --test last_words --test dead_methods
 check-run:
 	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
 	$(MAKE) unit-test

@@ -219,11 +219,16 @@ impl MmioByte {
 pub(crate) struct IoMapping(MmioByte);
 
 impl IoMapping {
-    /// Maps the byte at physical address `phys`. May sleep: load time only.
+    /// Maps the byte at physical address `phys` as the kernel's ACPI code
+    /// maps the FADT's registers (`acpi_os_ioremap()`: `ioremap_cache()`, so
+    /// that a register in RAM maps too; MMIO stays uncached through the
+    /// MTRRs). May sleep: load time only.
     pub(crate) fn map(phys: u64) -> Option<IoMapping> {
-        // SAFETY: `ioremap()` may be called from process context; it returns NULL on failure.
-        let p = unsafe { bindings::ioremap(phys, 1) };
-        (!p.is_null()).then_some(IoMapping(MmioByte(p)))
+        // SAFETY: `ioremap_cache()` may be called from process context; it returns NULL on
+        // failure.
+        let p = unsafe { bindings::ioremap_cache(phys, 1) };
+        // Only a mapping that exists is wrapped: dropping one calls `iounmap()`.
+        (!p.is_null()).then(|| IoMapping(MmioByte(p)))
     }
 
     /// The mapped byte.
@@ -294,7 +299,7 @@ impl SysrqKey {
         // SAFETY: `SYSRQ_OP` is a static that outlives the registration (unregistered in
         // `drop`, before the module's memory goes away).
         let ret = unsafe { register_sysrq_key(key, &SYSRQ_OP) };
-        (ret == 0).then_some(SysrqKey(key))
+        (ret == 0).then(|| SysrqKey(key))
     }
 }
 

@@ -7,6 +7,7 @@
 //! rmmod rer_scribble                   # before each further load
 //! insmod rer_scribble.ko mode=1 at=200 # flip one bit of the byte at offset 200 of it
 //! insmod rer_scribble.ko mode=2        # only print a checksum of the region
+//! insmod rer_scribble.ko mode=3 at=256 # only print the byte at offset 256 of it
 //! insmod rer_scribble.ko address=0x1000000 size=4096   # garbage over that range instead
 //! ```
 //!
@@ -19,6 +20,13 @@
 //! lowest bit of the byte at offset `at`, mode 2 writes nothing. Each prints
 //! `rer_scribble: mode N at 0x<start> size <size> sum 0x<FNV-1a 64 of the
 //! region afterwards>` once done.
+//!
+//! Mode 3 writes nothing either and prints only the byte at offset `at`:
+//! `rer_scribble: byte at 0x<start + at> is 0x<two hex digits>`, for the tests
+//! of a FADT reset register in memory space (`dead_methods`), which read the
+//! byte before and after the reset engine writes it. Their region is MMIO
+//! (q35's chipset configuration registers), which `memremap()` maps uncached
+//! there: the MTRRs say so.
 //!
 //! The module then stays loaded, doing nothing, until `rmmod`: its init must
 //! not fail, because busybox's `insmod` answers a failed `finit_module()`
@@ -51,11 +59,11 @@ module! {
         },
         mode: u32 {
             default: 0,
-            description: "0: random bytes over the region; 1: flip a bit at at; 2: checksum only",
+            description: "0: random bytes over the region; 1: flip a bit at at; 2: checksum only; 3: print the byte at at",
         },
         at: u64 {
             default: 200,
-            description: "Mode 1: the offset in the region of the byte whose lowest bit flips",
+            description: "Modes 1 and 3: the offset in the region of the byte to flip or print",
         },
     },
 }
@@ -115,7 +123,7 @@ impl kernel::Module for Scribble {
         let mode = module_parameters::mode.value();
         let at = module_parameters::at.value();
         let len = usize::try_from(size).map_err(|_| EINVAL)?;
-        if len == 0 || mode > 2 || (mode == 1 && at >= size) {
+        if len == 0 || mode > 3 || ((mode == 1 || mode == 3) && at >= size) {
             pr_err!("mode {mode}, at {at}, region size {size}: nothing to do\n");
             return Err(EINVAL);
         }
@@ -144,6 +152,16 @@ impl kernel::Module for Scribble {
                 let byte = map.add(i);
                 byte.write_volatile(byte.read_volatile() ^ 1);
             }
+        }
+        if mode == 3 {
+            // `at < size` was checked, so it fits in `usize`.
+            let i = at as usize;
+            // SAFETY: `map` maps `len` bytes and `i < len`; a read only.
+            let byte = unsafe { map.add(i).read_volatile() };
+            // SAFETY: `map` came from `memremap()` and is not used after this.
+            unsafe { bindings::memunmap(map.cast::<c_void>()) };
+            pr_info!("byte at 0x{:x} is 0x{byte:02x}\n", start + at);
+            return Ok(Scribble);
         }
         // SAFETY: `map` maps `len` bytes.
         let sum = unsafe { checksum(map, len) };

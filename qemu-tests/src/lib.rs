@@ -53,6 +53,7 @@ use std::{
     },
 };
 
+pub mod acpi;
 mod cpio;
 pub mod matrix;
 
@@ -225,6 +226,9 @@ pub struct Guest {
     pub expect_lock_reports: bool,
     /// How many times the guest boots: 1 but for [`Guest::boots`].
     pub boots: u32,
+    /// The FADT reset register the guest's kernel gets instead of QEMU's
+    /// ([`Guest::fadt_reset`], [`acpi`]).
+    pub fadt_reset: Option<acpi::FadtReset>,
 }
 
 impl Guest {
@@ -242,6 +246,7 @@ impl Guest {
             expect_lock_reports: false,
             pvpanic: false,
             boots: 1,
+            fadt_reset: None,
         }
     }
 
@@ -674,7 +679,10 @@ impl Vm {
             let name = b.file_name().unwrap().to_str().unwrap();
             archive.file(&format!("bin/{name}"), 0o755, &fs::read(b).unwrap());
         }
-        fs::write(&initramfs, archive.finish()).unwrap();
+        // A patched FACP goes first, in an archive of its own (acpi::early_cpio).
+        let mut image = acpi::early_cpio(guest, inputs);
+        image.extend(archive.finish());
+        fs::write(&initramfs, image).unwrap();
 
         let qmp_path = dir.join("qmp.sock");
         let mut cmdline = format!("console=ttyS0 rer_guest=1 panic=0{}", guest.append);
@@ -1074,12 +1082,26 @@ impl Vm {
                 let _ = writeln!(self.log, "\n[harness] timed out; QEMU says:\n{text}");
             }
         }
-        // Drain what the console printed before the end (the last log lines).
+        // Drain what the console printed before the end (the last log lines),
+        // and the QMP events QEMU sent before it was killed (one right before
+        // RER-DONE may still be on its way): the ending stays as decided.
         let _ = self.child.kill();
         while let Ok(r) = self.reports.recv_timeout(Duration::from_millis(200)) {
-            if let Report::Serial(text) = r {
-                let _ = self.log.write_all(text.as_bytes());
-                self.serial.push_str(&text);
+            match r {
+                Report::Serial(text) => {
+                    let _ = self.log.write_all(text.as_bytes());
+                    self.serial.push_str(&text);
+                }
+                Report::Qmp(v) => {
+                    if let Some(name) = v["event"].as_str() {
+                        let ts = &v["timestamp"];
+                        let at = SystemTime::UNIX_EPOCH
+                            + Duration::from_secs(ts["seconds"].as_u64().unwrap_or(0))
+                            + Duration::from_micros(ts["microseconds"].as_u64().unwrap_or(0));
+                        self.events.push((name.to_string(), at));
+                    }
+                }
+                Report::SerialClosed | Report::QmpClosed => {}
             }
         }
         let out = Outcome {
