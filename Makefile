@@ -11,8 +11,9 @@
 #   make dkms-source         the source tree for DKMS, in /usr/src (see packaging/dkms.conf)
 #   make clean
 #   make check               set up what is missing, run host unit tests and the QEMU suite
+#                            (test kernel, Debian's kernel, then the lockdep kernel)
 #   make fuzz                the parsers' property tests with 10 million inputs each
-#   make check-lockdep       the engine suite on a PROVE_LOCKING kernel (own cache key)
+#   make check-lockdep       only the lockdep leg of make check (PROVE_LOCKING kernel, own cache key)
 #   make bench               trigger-to-reset latency beside reboot -f, sysrq-b, /dev/port
 #   make demo                set up what is missing, show the seed scenario in QEMU
 #
@@ -137,9 +138,9 @@ fuzz:
 # the modules built for it by `make KRELEASE=<release>`.
 QEMU_TESTS = --test seed --test engine --test faults --test module_file --test packaging \
 	--test docs --test lockdown --test lockdown_signed --test harness --test last_words \
-	--test dead_methods
+	--test dead_methods --test reset_path
 QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian \
-	--test lockdown --test last_words --test dead_methods
+	--test lockdown --test last_words --test dead_methods --test reset_path
 check-run:
 	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
 	$(MAKE) unit-test
@@ -149,6 +150,7 @@ check-run:
 		RER_TEST_MODULES=$(TEST_MODULES) cargo run --release --quiet -- --smoke
 	$(MAKE) check-debian-run DEBIAN_RELEASE=$$(scripts/debian-kdir.sh --resolve)
 	cd qemu-tests && cargo run --release --quiet --bin matrix -- test $$(cat target/debian-release)
+	$(MAKE) check-lockdep-run
 
 check-debian-run:
 	@test -n "$(DEBIAN_RELEASE)" || { echo "check: no Debian 13 kernel resolved in trixie-backports" >&2; exit 1; }
@@ -170,9 +172,11 @@ bench-run:
 bench: setup
 	$(MAKE) bench-run
 
-# The same module and the engine suite against a kernel with PROVE_LOCKING and
-# DEBUG_ATOMIC_SLEEP (its own cache key); any lock report fails a run. Built
-# from copies of the sources, so the normal .ko files stay as they are.
+# The same module against a kernel with PROVE_LOCKING and DEBUG_ATOMIC_SLEEP
+# (its own cache key; `make check` runs this last): the engine, the reset
+# path (oops, panic, NMI, unload), last words, and the checker's self-test;
+# any lock report fails a run. Built from copies of the sources, so the
+# normal .ko files stay as they are. Serial logs: target/serial-logs/test-lockdep.
 LOCKDEP_FRAGMENT := $(CURDIR)/scripts/lockdep.config
 LOCKDEP_KDIR = $(shell scripts/build-kernel.sh --print-dir $(LOCKDEP_FRAGMENT))
 LOCKDEP_OUT := $(CURDIR)/qemu-tests/target/lockdep-build
@@ -185,8 +189,10 @@ check-lockdep-run:
 	$(MAKE) -C $(LOCKDEP_KDIR) M=$(LOCKDEP_MOD) LLVM=$(LLVM) modules
 	$(MAKE) -C $(LOCKDEP_KDIR) M=$(LOCKDEP_OUT)/test-modules LLVM=$(LLVM) modules
 	cd qemu-tests && RER_KDIR=$(LOCKDEP_KDIR) RER_MODULE=$(LOCKDEP_MOD)/rust_emergency_reset.ko \
+		RER_KERNEL=$(LOCKDEP_KDIR)/arch/x86/boot/bzImage RER_KERNEL_NAME=test-lockdep \
 		RER_TEST_MODULES=$(LOCKDEP_OUT)/test-modules \
-		cargo test --release --test engine --test lockdep -- --test-threads=2
+		cargo test --release --no-fail-fast --test engine --test lockdep --test reset_path \
+		--test last_words -- --test-threads=2
 
 check-lockdep: setup
 	$(MAKE) check-lockdep-run
