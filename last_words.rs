@@ -158,47 +158,37 @@ pub(crate) fn setup(mem_address: u64, mem_size: u64) -> Result<Option<Mapping>> 
             (start, size)
         }
         (true, a, s) if a != 0 && s != 0 => {
-            // memmap=SIZE$ADDRESS takes the range out of System RAM; a range that is still
-            // System RAM is the kernel's own memory, which we must not write.
-            // SAFETY: a read-only walk of the resource tree, in process context.
-            let overlap = unsafe {
-                bindings::region_intersects(
-                    a,
-                    s as usize,
-                    bindings::IORESOURCE_SYSTEM_RAM as c_ulong,
-                    bindings::IORES_DESC_NONE as c_ulong,
-                )
-            };
-            if overlap != bindings::REGION_DISJOINT as c_int {
+            // memmap=SIZE$ADDRESS takes the range out of System RAM, as an E820 "Reserved"
+            // range: a range still in System RAM is the kernel's own memory, which we must not
+            // write; one outside "Reserved" memory is a hole or a device's registers.
+            let refuse = |why: &str| {
                 pr_err!(
-                    "mem_address={:#x} mem_size={}: the range is System RAM in use: reserve it with memmap={}${:#x}\n",
+                    "mem_address={:#x} mem_size={}: the range is {}: reserve it with memmap={}${:#x}\n",
                     a,
                     s,
+                    why,
                     s,
                     a
                 );
-                return Err(EINVAL);
+                EINVAL
+            };
+            if resources(
+                a,
+                s,
+                bindings::IORESOURCE_SYSTEM_RAM,
+                bindings::IORES_DESC_NONE,
+            ) != bindings::REGION_DISJOINT
+            {
+                return Err(refuse("System RAM in use"));
             }
-            // And it must be what memmap=SIZE$ADDRESS makes, an E820 "Reserved" range, not a
-            // hole or a device's registers.
-            // SAFETY: as above.
-            let reserved = unsafe {
-                bindings::region_intersects(
-                    a,
-                    s as usize,
-                    bindings::IORESOURCE_MEM as c_ulong,
-                    bindings::IORES_DESC_RESERVED as c_ulong,
-                )
-            };
-            if reserved != bindings::REGION_INTERSECTS as c_int {
-                pr_err!(
-                    "mem_address={:#x} mem_size={}: the range is not reserved memory: reserve it with memmap={}${:#x}\n",
-                    a,
-                    s,
-                    s,
-                    a
-                );
-                return Err(EINVAL);
+            if resources(
+                a,
+                s,
+                bindings::IORESOURCE_MEM,
+                bindings::IORES_DESC_RESERVED,
+            ) != bindings::REGION_INTERSECTS
+            {
+                return Err(refuse("not reserved memory"));
             }
             (a, s)
         }
@@ -241,6 +231,17 @@ pub(crate) fn setup(mem_address: u64, mem_size: u64) -> Result<Option<Mapping>> 
         Err(why) => pr_info!("last words: {} bytes at {:#x}, {}\n", len, phys, why),
     }
     Ok(Some(Mapping(region)))
+}
+
+/// How `[start, start + size)` lies against the resources of type `flags`
+/// and kind `desc` (`region_intersects()`: `REGION_INTERSECTS`, `_DISJOINT`
+/// or `_MIXED`).
+fn resources(start: u64, size: u64, flags: u32, desc: u32) -> u32 {
+    // SAFETY: a read-only walk of the resource tree under its lock, in process context.
+    let r = unsafe {
+        bindings::region_intersects(start, size as usize, flags as c_ulong, desc as c_ulong)
+    };
+    r as u32
 }
 
 impl Mapping {

@@ -16,7 +16,7 @@ use std::{
 /// The method names as the documentation lists them.
 const NAMES: [&str; 4] = ["kbd", "acpi", "cf9", "triple"];
 
-fn iterations() -> u64 {
+pub(crate) fn iterations() -> u64 {
     std::env::var("RER_FUZZ_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -24,17 +24,23 @@ fn iterations() -> u64 {
 }
 
 /// xorshift64*: deterministic, so a failure is reproducible from its seed.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
+    }
+    pub(crate) fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
     }
 }
 

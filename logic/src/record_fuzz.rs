@@ -7,6 +7,10 @@
 //! The number of inputs per property is `RER_FUZZ_ITERATIONS` (default
 //! 20 000; `make fuzz` runs 10 million).
 
+use crate::fuzz::{
+    iterations,
+    Rng, //
+};
 use crate::record::*;
 use crate::record_tests::{
     fnv1a64,
@@ -24,34 +28,6 @@ use std::{
     vec,
     vec::Vec, //
 };
-
-fn iterations() -> u64 {
-    std::env::var("RER_FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000)
-}
-
-/// xorshift64*: deterministic, so a failure is reproducible from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
 
 /// `n` random bytes.
 fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {

@@ -113,6 +113,17 @@ pub const LOCKDOWN_MODES: [&str; 2] = ["integrity", "confidentiality"];
 pub const SHOW_LOCKDOWN: &str = "mount -t securityfs securityfs /sys/kernel/security\n\
      echo \"RER-LOCKDOWN $(cat /sys/kernel/security/lockdown)\"\n";
 
+/// Guest shell commands, with our module loaded: try to unload it while a
+/// file of the device is open, read through that file, close it, unload.
+/// See [`Outcome::assert_unload_refused_while_open`].
+pub const UNLOAD_WHILE_OPEN: &str = r#"
+exec 3</dev/emergency_reset
+rmmod rust_emergency_reset 2>/tmp/err; echo "RER-RMMOD-OPEN rc=$? $(cat /tmp/err)"
+head -1 <&3 | sed 's/^/RER-READ-OPEN /'
+exec 3<&-
+rmmod rust_emergency_reset; echo "RER-RMMOD-CLOSED rc=$?"
+"#;
+
 /// Guest shell command to run between printing something the test checks and
 /// a reset: the console's UART sends what userspace printed from interrupts,
 /// and a reset with interrupts off loses what it has not sent yet.
@@ -574,6 +585,22 @@ impl Outcome {
             self.log.display(),
             tail(&self.serial, 40)
         );
+    }
+
+    /// Asserts what [`UNLOAD_WHILE_OPEN`] must show: the open file holds a
+    /// module reference, so rmmod is refused (busybox asks with `O_NONBLOCK`,
+    /// hence `EAGAIN`), the file still reads, and after the close rmmod works.
+    pub fn assert_unload_refused_while_open(&self) {
+        assert!(
+            self.saw(
+                "RER-RMMOD-OPEN rc=1 rmmod: can't unload module 'rust_emergency_reset': \
+                 Resource temporarily unavailable"
+            ),
+            "{:?}",
+            self.lines_with("RER-RMMOD-OPEN")
+        );
+        assert!(self.saw("RER-READ-OPEN order: kbd,acpi,cf9,triple"));
+        assert!(self.saw("RER-RMMOD-CLOSED rc=0"));
     }
 
     /// Asserts that the guest finished its scenario alive, without a reset.

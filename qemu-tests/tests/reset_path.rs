@@ -24,7 +24,8 @@ use qemu_tests::{
     Outcome,
     Vm,
     DRAIN,
-    TRY_WRITE, //
+    TRY_WRITE,
+    UNLOAD_WHILE_OPEN, //
 };
 use serde_json::json;
 use std::time::{
@@ -315,11 +316,7 @@ echo "RER-WATCHERS-LOADED $(ps | grep -c '[r]er_oops_watch')"
 echo h > /proc/sysrq-trigger
 sleep 0.3
 echo "RER-HELP-LOADED $(dmesg | grep 'HELP : ' | tail -1 | grep -c 'emergency-reset(y)')"
-exec 3</dev/emergency_reset
-rmmod rust_emergency_reset 2>/tmp/err; echo "RER-RMMOD-OPEN rc=$? $(cat /tmp/err)"
-head -1 <&3 | sed 's/^/RER-READ-OPEN /'
-exec 3<&-
-rmmod rust_emergency_reset; echo "RER-RMMOD-CLOSED rc=$?"
+{UNLOAD_WHILE_OPEN}
 i=0; fails=0
 while [ $i -lt 50 ]; do
 	insmod /modules/rust_emergency_reset.ko $P || fails=$((fails + 1))
@@ -371,15 +368,7 @@ echo RER-ALIVE-AFTER-NMI
         "{:?}",
         out.lines_with("RER-HELP")
     );
-    // The open file holds a module reference, as tests/engine.rs's unload test
-    // asserts: busybox rmmod asks with O_NONBLOCK and gets EAGAIN.
-    assert!(
-        out.saw("RER-RMMOD-OPEN rc=1 rmmod: can't unload module 'rust_emergency_reset': Resource temporarily unavailable"),
-        "{:?}",
-        out.lines_with("RER-RMMOD-OPEN")
-    );
-    assert!(out.saw("RER-READ-OPEN order: kbd,acpi,cf9,triple"));
-    assert!(out.saw("RER-RMMOD-CLOSED rc=0"));
+    out.assert_unload_refused_while_open();
     assert!(
         out.saw("RER-CYCLES n=50 fails=0\n"),
         "{:?}",
