@@ -111,8 +111,9 @@ install: modules_install
 DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' packaging/dkms.conf)
 DKMS_SRC = $(DESTDIR)/usr/src/rust_emergency_reset-$(DKMS_VERSION)
 dkms-source:
-	install -D -m 644 -t $(DKMS_SRC) Kbuild rust_emergency_reset.rs hw.rs ffi.rs last_words.rs \
-		task_offsets.c packaging/dkms.conf packaging/dkms-make.sh scripts/debian-kdir.sh
+	install -D -m 644 -t $(DKMS_SRC) Kbuild rust_emergency_reset.rs device.rs sysrq.rs nmi.rs \
+		oops.rs last_words.rs hw.rs ffi.rs task_offsets.c packaging/dkms.conf \
+		packaging/dkms-make.sh scripts/debian-kdir.sh
 	install -D -m 644 -t $(DKMS_SRC)/logic/src logic/src/logic.rs logic/src/record.rs
 
 clean:

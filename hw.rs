@@ -1,22 +1,33 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The one place where `rust_emergency_reset` touches hardware.
+//! The one place where `rust_emergency_reset` touches hardware, and finds out
+//! at load what the machine has: the FADT, a mapping of a memory reset
+//! register, the PCI configuration ports.
 //!
-//! Every function here is a small safe wrapper around a few port accesses or
-//! CPU instructions, with the reason it is sound next to it. None of them
-//! sleeps, allocates or takes a lock: they may run with interrupts off, in an
-//! NMI, or on a machine whose other CPUs hold every lock. The facts follow
-//! `arch/x86/kernel/reboot.c`.
+//! Every function the reset path calls here is a small safe wrapper around a
+//! few port accesses or CPU instructions, with the reason it is sound next to
+//! it. None of them sleeps, allocates or takes a lock: they may run with
+//! interrupts off, in an NMI, or on a machine whose other CPUs hold every
+//! lock. The facts follow `arch/x86/kernel/reboot.c`; the FADT layout is
+//! linux 7.3's `include/acpi/actbl.h` (`struct acpi_table_fadt`, packed).
 
-use core::arch::asm;
-use kernel::time::{
-    delay,
-    Delta, //
+use core::{
+    arch::asm,
+    ptr, //
+};
+use kernel::{
+    bindings,
+    str::CStrExt,
+    time::{
+        delay,
+        Delta, //
+    },
 };
 
 use crate::logic::{
     self,
     ResetPorts,
+    ResetRegister,
     I8042_STATUS_CMD,
     RST_CNT, //
 };
@@ -222,5 +233,102 @@ impl Drop for IrqsOff {
             };
             restore(self.0);
         }
+    }
+}
+
+/// The FADT fields the ACPI method needs: (revision, flags, reset register).
+/// Revision 0 means there is no FADT (ACPI off or absent).
+pub(crate) fn fadt() -> (u8, u32, ResetRegister) {
+    // SAFETY: `acpi_gbl_FADT` is a static the ACPI core fills once during early boot (zeroed if
+    // ACPI is off) and never changes afterwards. The struct is packed, so every field is read
+    // unaligned through raw pointers; no reference to a packed field is made.
+    unsafe {
+        let f = ptr::addr_of!(bindings::acpi_gbl_FADT);
+        let reg = ptr::addr_of!((*f).reset_register);
+        (
+            ptr::addr_of!((*f).header.revision).read_unaligned(),
+            ptr::addr_of!((*f).flags).read_unaligned(),
+            ResetRegister {
+                space: ptr::addr_of!((*reg).space_id).read_unaligned(),
+                address: ptr::addr_of!((*reg).address).read_unaligned(),
+                value: ptr::addr_of!((*f).reset_value).read_unaligned(),
+            },
+        )
+    }
+}
+
+/// A byte of memory-mapped I/O mapped by an [`IoMapping`]: a plain address,
+/// copied into the reset engine so the reset path needs no lookup.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MmioByte(*mut kernel::ffi::c_void);
+
+// SAFETY: an MMIO address may be written from any CPU.
+unsafe impl Send for MmioByte {}
+// SAFETY: as for `Send`; a write is a single store.
+unsafe impl Sync for MmioByte {}
+
+impl MmioByte {
+    /// Writes `value`: one store, no lock, no sleep.
+    pub(crate) fn write(self, value: u8) {
+        // SAFETY: `self.0` comes from a live `IoMapping`: the module owns the mapping and drops
+        // it only after unregistering every trigger (device, sysrq key), so no reset can run
+        // after the unmap. Writing the firmware's reset value to the firmware's reset register
+        // is what the caller asked for.
+        unsafe { bindings::writeb(value, self.0) };
+    }
+}
+
+/// A mapping of one byte of physical memory, unmapped when dropped.
+pub(crate) struct IoMapping(MmioByte);
+
+impl IoMapping {
+    /// Maps the byte at physical address `phys` as the kernel's ACPI code
+    /// maps the FADT's registers (`acpi_os_ioremap()`: `ioremap_cache()`, so
+    /// that a register in RAM maps too; MMIO stays uncached through the
+    /// MTRRs). May sleep: load time only.
+    pub(crate) fn map(phys: u64) -> Option<IoMapping> {
+        // SAFETY: `ioremap_cache()` may be called from process context; it returns NULL on
+        // failure.
+        let p = unsafe { bindings::ioremap_cache(phys, 1) };
+        // Only a mapping that exists is wrapped: dropping one calls `iounmap()`.
+        (!p.is_null()).then(|| IoMapping(MmioByte(p)))
+    }
+
+    /// The mapped byte.
+    pub(crate) fn byte(&self) -> MmioByte {
+        self.0
+    }
+}
+
+impl Drop for IoMapping {
+    fn drop(&mut self) {
+        // SAFETY: the address came from `ioremap()` and is unmapped once.
+        unsafe { bindings::iounmap(self.0 .0) };
+    }
+}
+
+/// Whether the kernel claimed the PCI configuration ports at 0xCF8 at boot,
+/// which it does exactly when it found configuration mechanism #1 or #2 there
+/// (arch/x86/pci/direct.c `pci_direct_probe()`, "PCI conf1" / "PCI conf2" in
+/// /proc/ioports) and so set its own `port_cf9_safe`, which is not exported.
+/// Load time only: the probe claims the ports for a moment when nobody has.
+pub(crate) fn pci_config_ports_claimed() -> bool {
+    // SAFETY: `ioport_resource` is the kernel's root of I/O port resources; `__request_region()`
+    // takes the resource lock and may sleep (process context, load time). A region we obtain
+    // is given back at once.
+    unsafe {
+        let root = ptr::addr_of_mut!(bindings::ioport_resource);
+        let r = bindings::__request_region(
+            root,
+            0xcf8,
+            8,
+            c"rust_emergency_reset probe".as_char_ptr(),
+            0,
+        );
+        if r.is_null() {
+            return true;
+        }
+        bindings::__release_region(root, 0xcf8, 8);
+        false
     }
 }

@@ -23,15 +23,21 @@
 //! Methods, tried in the order of `methods=` (each resolved at load; one that
 //! is unavailable on this machine is skipped):
 //!
-//! - `kbd`: 0xFE to the 8042 keyboard controller's port 0x64 (reset line pulse);
+//! - `kbd`: 0xFE to the 8042 keyboard controller's port 0x64 (reset line
+//!   pulse), 10 times, as the kernel's own `BOOT_KBD`;
 //! - `acpi`: the FADT reset register (I/O, memory mapped at load, or bus-0 PCI
 //!   config through raw 0xCF8/0xCFC accesses);
-//! - `cf9`: the chipset's reset-control register at port 0xCF9;
+//! - `cf9`: the chipset's reset-control register at port 0xCF9, where the
+//!   kernel found PCI configuration ports (its `port_cf9_safe`);
 //! - `triple`: an empty IDT and `int3`; never returns.
 //!
-//! A writer needs `CAP_SYS_BOOT` in the initial user namespace (`-EPERM`).
-//! Anything but a documented command is refused with `-EINVAL`. When the write
-//! returns at all, no method reset the machine: `-EIO`.
+//! This file is the reset engine: the parameters it needs, the probe of the
+//! machine at load, and `emergency_reset()`, which every trigger calls. Each
+//! trigger lives in a file of its own with its registration, its C
+//! declarations and its action: `device.rs` (`/dev/emergency_reset`),
+//! `sysrq.rs`, `nmi.rs`, `oops.rs`; the record of each reset in
+//! `last_words.rs`; port and CPU access in `hw.rs`; what they share in
+//! `ffi.rs`; the logic that needs no kernel in `logic/` (tested on the host).
 //!
 //! See `Documentation/admin-guide/emergency-reset.rst`.
 
@@ -44,58 +50,37 @@ use core::{
     },
 };
 use kernel::{
-    fs::{
-        File,
-        Kiocb, //
-    },
-    iov::{
-        IovIterDest,
-        IovIterSource, //
-    },
-    miscdevice::{
-        MiscDevice,
-        MiscDeviceOptions,
-        MiscDeviceRegistration, //
-    },
+    miscdevice::MiscDeviceRegistration,
     prelude::*,
     str::BStr,
-    sync::SetOnce,
+    sync::SetOnce, //
 };
 
+mod device;
 mod ffi;
 mod hw;
 mod last_words;
 #[path = "logic/src/logic.rs"]
 pub mod logic;
+mod nmi;
+mod oops;
 #[path = "logic/src/record.rs"]
 pub mod record;
+mod sysrq;
 
 use logic::{
     acpi_target,
-    format_status,
-    parse_command,
     parse_methods,
     parse_on_oops,
-    parse_sysrq_key,
     AcpiTarget,
     Availability,
     BadOnOops,
-    BadSysrqKey,
-    BufWriter,
-    Command,
     Method,
     MethodList,
     MethodsError,
-    RateLimit,
     ResetRegister,
-    Status,
     Unavailable,
-    MAX_COMMAND_LEN, //
-    SETTLE_US,
-};
-use record::{
-    format_last_words,
-    LastWords, //
+    SETTLE_US, //
 };
 
 module! {
@@ -131,53 +116,40 @@ ffi::string_param!(
     "kbd,acpi,cf9,triple",
     "Reset methods in the order to try them, comma-separated (default kbd,acpi,cf9,triple)"
 );
-ffi::string_param!(
-    SYSRQ_KEY,
-    "sysrq_key",
-    8,
-    "x",
-    "Sysrq key that resets (0-9, a-z, A-Z; default x; empty: no sysrq key)"
-);
 
-/// At most 10 lines about refused writes every 5 s.
-static REFUSALS_LOG: RateLimit = RateLimit::new(5_000_000_000, 10);
 /// Resets attempted since load.
-static TRIGGERS: AtomicU64 = AtomicU64::new(0);
-/// Writes refused since load.
-static REFUSED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static TRIGGERS: AtomicU64 = AtomicU64::new(0);
 /// A reset is being attempted: a second trigger (another CPU's NMI, a second
 /// writer) does not start another one meanwhile.
 static RESETTING: AtomicBool = AtomicBool::new(false);
-/// When the first oops was seen (`ffi::now_ns()`), 0 before; for `on_oops=N > 0`.
-static OOPS_AT: AtomicU64 = AtomicU64::new(0);
 
 /// How the ACPI method writes its value, resolved at load.
 #[derive(Clone, Copy)]
 enum AcpiWrite {
     Io(u16),
-    Memory(ffi::MmioByte),
+    Memory(hw::MmioByte),
     PciConfig { address: u32, data_port: u16 },
 }
 
 /// Everything the reset path needs, resolved at load and never changed.
 #[derive(Clone, Copy)]
-struct Engine {
-    order: MethodList,
-    availability: [Availability; Method::ALL.len()],
+pub(crate) struct Engine {
+    pub(crate) order: MethodList,
+    pub(crate) availability: [Availability; Method::ALL.len()],
     acpi: Option<(AcpiWrite, u8)>,
-    reset_register: Option<ResetRegister>,
-    sysrq_key: Option<u8>,
-    nmi: bool,
-    on_oops: Option<u32>,
-    last_words: Option<last_words::Region>,
+    pub(crate) reset_register: Option<ResetRegister>,
+    pub(crate) sysrq_key: Option<u8>,
+    pub(crate) nmi: bool,
+    pub(crate) on_oops: Option<u32>,
+    pub(crate) last_words: Option<last_words::Region>,
 }
 
-/// Set once by `init`, before the device and the sysrq key are registered.
-static ENGINE: SetOnce<Engine> = SetOnce::new();
+/// Set once by `init`, before any trigger is registered.
+pub(crate) static ENGINE: SetOnce<Engine> = SetOnce::new();
 
-/// What asked for the reset; named in the last log line.
+/// What asked for the reset; named in the log line and the last words.
 #[derive(Clone, Copy)]
-enum Trigger {
+pub(crate) enum Trigger {
     Device,
     Sysrq(u8),
     Nmi,
@@ -249,7 +221,7 @@ macro_rules! say {
 /// console another CPU holds. With a last-words region, the record is saved
 /// right after the first "resetting now" line, before the first method is
 /// tried.
-fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
+pub(crate) fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
     let Some(engine) = ENGINE.as_ref() else {
         return Err(EIO);
     };
@@ -297,94 +269,14 @@ fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result {
 }
 
 /// The last-words region, for `/dev/emergency_reset_log` (see [`last_words`]).
-fn last_words_region() -> Option<last_words::Region> {
+pub(crate) fn last_words_region() -> Option<last_words::Region> {
     ENGINE.as_ref().and_then(|e| e.last_words)
-}
-
-/// The sysrq key's action (called from [`ffi`]'s handler, in any context).
-fn sysrq_reset(key: u8) {
-    let _ = emergency_reset(Trigger::Sysrq(key), None);
-}
-
-/// The NMI handler's action (called from [`ffi`], in NMI context, only for
-/// NMIs no other handler claimed). Returns whether the NMI was ours: with
-/// `nmi=1` every such NMI is; it triggers a reset unless one is under way.
-fn nmi_reset() -> bool {
-    if !ENGINE.as_ref().is_some_and(|e| e.nmi) {
-        return false;
-    }
-    let _ = emergency_reset(Trigger::Nmi, None);
-    true
-}
-
-/// The die notifier's action on an oops (called from [`ffi`], in the
-/// oopsing context, before the oops' backtrace is printed).
-fn oops_happened() {
-    match ENGINE.as_ref().and_then(|e| e.on_oops) {
-        Some(0) => {
-            let _ = emergency_reset(Trigger::Oops, None);
-        }
-        Some(_) => {
-            // The first oops starts the clock; `oops_watch_tick()` resets when it runs out.
-            let _ = OOPS_AT.compare_exchange(
-                0,
-                ffi::now_ns().max(1),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
-        None => {}
-    }
-}
-
-/// The panic notifier's action (on the panicking CPU; the other CPUs are
-/// stopped, so the watcher thread will never run again): a panic that
-/// follows an oops (`panic_on_oops=1`, or an oops in interrupt context)
-/// resets `on_oops` seconds after the oops, as the watcher would have. A
-/// panic without an oops is left to the kernel's `panic=`.
-fn oops_panicked() {
-    let Some(secs) = ENGINE.as_ref().and_then(|e| e.on_oops) else {
-        return;
-    };
-    let at = OOPS_AT.load(Ordering::Relaxed);
-    if at == 0 {
-        return;
-    }
-    let deadline = at.saturating_add(u64::from(secs) * 1_000_000_000);
-    while ffi::now_ns() < deadline {
-        hw::udelay(1000);
-    }
-    let _ = emergency_reset(Trigger::Oops, None);
-}
-
-/// Called every 100 ms by the oops watcher thread (only with `on_oops=N > 0`).
-fn oops_watch_tick() {
-    let (Some(engine), at) = (ENGINE.as_ref(), OOPS_AT.load(Ordering::Relaxed)) else {
-        return;
-    };
-    let Some(secs) = engine.on_oops else {
-        return;
-    };
-    if at != 0 && ffi::now_ns().saturating_sub(at) >= u64::from(secs) * 1_000_000_000 {
-        // One try per oops: a failed reset is logged, and the machine keeps running.
-        OOPS_AT.store(0, Ordering::Relaxed);
-        let _ = emergency_reset(Trigger::Oops, None);
-    }
-}
-
-/// Counts a refused write and logs why, at most [`REFUSALS_LOG`]'s rate.
-fn refuse(err: Error, why: &str) -> Error {
-    REFUSED.fetch_add(1, Ordering::Relaxed);
-    if REFUSALS_LOG.allow(ffi::now_ns()) {
-        pr_warn!("refused a write from pid {}: {}\n", ffi::current_pid(), why);
-    }
-    err
 }
 
 /// What the engine writes through, unmapped when the module goes (after
 /// every trigger and device node).
 struct Mappings {
-    _acpi: Option<ffi::IoMapping>,
+    _acpi: Option<hw::IoMapping>,
     _last_words: Option<last_words::Mapping>,
 }
 
@@ -413,13 +305,7 @@ fn setup() -> Result<Mappings> {
         );
         EINVAL
     })?;
-    let sysrq_key = parse_sysrq_key(SYSRQ_KEY.value()).map_err(|BadSysrqKey| {
-        pr_err!(
-            "sysrq_key=\"{}\": not one of 0-9, a-z, A-Z (empty disables)\n",
-            BStr::from_bytes(SYSRQ_KEY.value())
-        );
-        EINVAL
-    })?;
+    let sysrq_key = sysrq::key_param()?;
 
     let mut availability: [Availability; Method::ALL.len()] = [Ok(()); Method::ALL.len()];
     if hw::i8042_status() == 0xff {
@@ -427,10 +313,10 @@ fn setup() -> Result<Mappings> {
     }
     if hw::cf9_read() == 0xff {
         availability[Method::Cf9.index()] = Err(Unavailable::NoCf9);
-    } else if !ffi::pci_config_ports_claimed() {
+    } else if !hw::pci_config_ports_claimed() {
         availability[Method::Cf9.index()] = Err(Unavailable::NoPciConf);
     }
-    let (revision, flags, reg) = ffi::fadt();
+    let (revision, flags, reg) = hw::fadt();
     let target = acpi_target(revision, flags, &reg);
     let mut mapping = None;
     let acpi = match target {
@@ -438,7 +324,7 @@ fn setup() -> Result<Mappings> {
         Ok(AcpiTarget::PciConfig { address, data_port }) => {
             Ok(AcpiWrite::PciConfig { address, data_port })
         }
-        Ok(AcpiTarget::Memory(phys)) => match ffi::IoMapping::map(phys) {
+        Ok(AcpiTarget::Memory(phys)) => match hw::IoMapping::map(phys) {
             Some(m) => {
                 let byte = m.byte();
                 mapping = Some(m);
@@ -478,51 +364,6 @@ fn setup() -> Result<Mappings> {
     })
 }
 
-/// Registers the sysrq key, if one is configured.
-fn register_sysrq() -> Result<Option<ffi::SysrqKey>> {
-    let Some(key) = ENGINE.as_ref().and_then(|e| e.sysrq_key) else {
-        return Ok(None);
-    };
-    match ffi::SysrqKey::register(key) {
-        Some(k) => Ok(Some(k)),
-        None => {
-            pr_err!(
-                "sysrq key '{}' is taken: choose another with sysrq_key=, or none with sysrq_key=\n",
-                key as char
-            );
-            Err(EBUSY)
-        }
-    }
-}
-
-/// Registers the NMI handlers with `nmi=1`.
-fn register_nmi() -> Result<Option<ffi::NmiHandlers>> {
-    if !ENGINE.as_ref().is_some_and(|e| e.nmi) {
-        return Ok(None);
-    }
-    ffi::NmiHandlers::register().map(Some)
-}
-
-/// What `on_oops=N` registers: the die notifier, and for N > 0 the watcher
-/// thread and the panic notifier (for an oops that becomes a panic).
-type OnOops = (
-    ffi::DieNotifier,
-    Option<(ffi::OopsWatcher, ffi::PanicNotifier)>,
-);
-
-/// Registers what `on_oops=` needs.
-fn register_on_oops() -> Result<Option<OnOops>> {
-    let Some(secs) = ENGINE.as_ref().and_then(|e| e.on_oops) else {
-        return Ok(None);
-    };
-    let delayed = if secs > 0 {
-        Some((ffi::OopsWatcher::start()?, ffi::PanicNotifier::register()?))
-    } else {
-        None
-    };
-    Ok(Some((ffi::DieNotifier::register()?, delayed)))
-}
-
 /// Registers `/dev/emergency_reset_log` when there is a last-words region.
 fn register_log() -> Result<Option<last_words::LogDevice>> {
     match last_words_region() {
@@ -535,11 +376,11 @@ fn register_log() -> Result<Option<last_words::LogDevice>> {
 /// node goes before the mappings it may write or read through.
 #[pin_data]
 struct EmergencyReset {
-    _sysrq: Option<ffi::SysrqKey>,
-    _nmi: Option<ffi::NmiHandlers>,
-    _on_oops: Option<OnOops>,
+    _sysrq: Option<sysrq::SysrqKey>,
+    _nmi: Option<nmi::NmiHandlers>,
+    _on_oops: Option<oops::OnOops>,
     #[pin]
-    _dev: MiscDeviceRegistration<ResetDevice>,
+    _dev: MiscDeviceRegistration<device::ResetDevice>,
     _log: Option<last_words::LogDevice>,
     _mappings: Mappings,
 }
@@ -548,76 +389,11 @@ impl kernel::InPlaceModule for EmergencyReset {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             _mappings: setup()?,
-            _dev <- MiscDeviceRegistration::register(MiscDeviceOptions {
-                name: c"emergency_reset",
-            }),
+            _dev <- MiscDeviceRegistration::register(device::options()),
             _log: register_log()?,
-            _sysrq: register_sysrq()?,
-            _nmi: register_nmi()?,
-            _on_oops: register_on_oops()?,
+            _sysrq: sysrq::register(ENGINE.as_ref().and_then(|e| e.sysrq_key))?,
+            _nmi: nmi::register(ENGINE.as_ref().is_some_and(|e| e.nmi))?,
+            _on_oops: oops::register(ENGINE.as_ref().and_then(|e| e.on_oops))?,
         })
-    }
-}
-
-/// An open `/dev/emergency_reset`. It carries no state.
-struct ResetDevice;
-
-#[vtable]
-impl MiscDevice for ResetDevice {
-    type Ptr = ();
-
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
-        Ok(())
-    }
-
-    fn write_iter(_kiocb: Kiocb<'_, ()>, iov: &mut IovIterSource<'_>) -> Result<usize> {
-        if !ffi::capable_sys_boot() {
-            return Err(refuse(
-                EPERM,
-                "no CAP_SYS_BOOT in the initial user namespace",
-            ));
-        }
-        let len = iov.len();
-        if len > MAX_COMMAND_LEN {
-            return Err(refuse(EINVAL, "command too long"));
-        }
-        let mut buf = [0u8; MAX_COMMAND_LEN];
-        if iov.copy_from_iter(&mut buf[..len]) != len {
-            return Err(EFAULT);
-        }
-        match parse_command(&buf[..len]) {
-            Ok(Command::Reset(only)) => emergency_reset(Trigger::Device, only).map(|()| len),
-            Ok(Command::Forget) => match last_words_region() {
-                Some(region) => region.forget().map(|()| len),
-                None => Err(refuse(
-                    ENXIO,
-                    "forget: no last-words region (mem_name=, mem_address=)",
-                )),
-            },
-            Err(e) => Err(refuse(EINVAL, e.as_str())),
-        }
-    }
-
-    fn read_iter(mut kiocb: Kiocb<'_, ()>, iov: &mut IovIterDest<'_>) -> Result<usize> {
-        let engine = ENGINE.as_ref().ok_or(EIO)?;
-        let status = Status {
-            order: engine.order.as_slice(),
-            availability: engine.availability,
-            reset_register: engine.reset_register,
-            sysrq_key: engine.sysrq_key,
-            nmi: engine.nmi,
-            on_oops: engine.on_oops,
-            triggers: TRIGGERS.load(Ordering::Relaxed),
-            refused: REFUSED.load(Ordering::Relaxed),
-        };
-        let words = match engine.last_words {
-            Some(region) => region.status(),
-            None => LastWords::Off,
-        };
-        let mut buf = [0u8; 1024];
-        let mut out = BufWriter::new(&mut buf);
-        format_status(&status, &mut out).map_err(|_| EOVERFLOW)?;
-        format_last_words(&words, &mut out).map_err(|_| EOVERFLOW)?;
-        iov.simple_read_from_buffer(kiocb.ki_pos_mut(), out.as_bytes())
     }
 }
