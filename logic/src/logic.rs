@@ -570,4 +570,7 @@ pub const SETTLE_US: u32 = 50_000;
 /// with its waits, the ACPI write, the 0xCF9 sequence, each followed by
 /// [`SETTLE_US`]. About 201 ms; the documented bound for EIO is 250 ms.
 pub const WORST_CASE_US: u32 = I8042_TRIES * (I8042_WAIT_US + 100) + 100 + 3 * SETTLE_US;
-const _: () = assert!(WORST_CASE_US <= 250_000, "the documented bound for EIO is 250 ms");
+const _: () = assert!(
+    WORST_CASE_US <= 250_000,
+    "the documented bound for EIO is 250 ms"
+);
