@@ -491,6 +491,15 @@ impl Outcome {
         self.serial.contains(marker)
     }
 
+    /// Whether the console has `line` as a whole line, once any kernel lines
+    /// that landed inside it were moved out ([`acpi::mended_console`]): the
+    /// kernel prints asynchronously, and one of its lines sometimes splits a
+    /// line of the scenario's (seen: `RER-PANIC-ON-OOPS 1[    1.683216]
+    /// clocksource: ...`).
+    pub fn saw_line(&self, line: &str) -> bool {
+        acpi::mended_console(self).lines().any(|l| l == line)
+    }
+
     /// Lines of the console that contain `needle`.
     pub fn lines_with(&self, needle: &str) -> Vec<&str> {
         self.serial.lines().filter(|l| l.contains(needle)).collect()

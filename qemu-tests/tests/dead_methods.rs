@@ -96,11 +96,6 @@ fn inputs() -> Inputs {
     Inputs::from_env()
 }
 
-/// Whether the console, mended ([`mended_console`]), has `line` as a line.
-fn saw_line(out: &Outcome, line: &str) -> bool {
-    mended_console(out).lines().any(|l| l == line)
-}
-
 /// A q35 guest whose `udelay()` lasts what it says on every CPU: with the
 /// loops per jiffy given on the command line.
 ///
@@ -388,7 +383,7 @@ read after
     // Status: acpi_reset_register: memory 0xfed1c100 value 0x5a
     assert_fadt_override(&out, &guest, &inputs);
     assert!(
-        saw_line(&out, "RER-RCBA  01 c0 d1 fe"),
+        out.saw_line("RER-RCBA  01 c0 d1 fe"),
         "RCBA: {:?}",
         out.lines_with("RER-RCBA")
     );
@@ -454,7 +449,7 @@ fn after_a_dead_method_the_next_one_comes_after_the_settle_time() {
     );
     let out = run(&guest, &inputs);
     assert_fadt_override(&out, &guest, &inputs);
-    assert!(saw_line(&out, "order: acpi,kbd"));
+    assert!(out.saw_line("order: acpi,kbd"));
     // acpi wrote pvpanic (t1), did not reset; then kbd did (t2).
     out.assert_reset_by("/dev/emergency_reset", "kbd");
     let attempts = out.reset_attempts();
@@ -497,8 +492,8 @@ fn every_configured_method_dead_gives_eio_within_the_documented_bound() {
     );
     let out = run(&guest, &inputs);
     assert_fadt_override(&out, &guest, &inputs);
-    assert!(saw_line(&out, "order: acpi"));
-    assert!(saw_line(&out, "method.acpi: available"));
+    assert!(out.saw_line("order: acpi"));
+    assert!(out.saw_line("method.acpi: available"));
     // The only method was tried (QEMU saw its write), did not reset, and the
     // write returned EIO.
     assert_one_acpi_attempt_then_eio(&out, "all");
@@ -508,7 +503,7 @@ fn every_configured_method_dead_gives_eio_within_the_documented_bound() {
         "QEMU did not see the acpi method's write: {:?}",
         out.events
     );
-    assert!(saw_line(&out, "triggers: 1"));
+    assert!(out.saw_line("triggers: 1"));
     // The module's own share, from the kernel's timestamps of its two lines:
     // at least the settle time (49: the loops per jiffy given to udelay() and
     // the kernel's clock may differ by a fraction of a percent), at most the

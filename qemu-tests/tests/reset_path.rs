@@ -143,12 +143,12 @@ fn on_oops_3_resets_3_s_after_an_oops_that_panic_on_oops_made_a_panic() {
     let out = run(&guest, &inputs);
     // The precondition: panic_on_oops is on, our on_oops is 3 s, and the oops became a panic.
     assert!(
-        out.saw("RER-PANIC-ON-OOPS 1\n"),
+        out.saw_line("RER-PANIC-ON-OOPS 1"),
         "{:?}",
         out.lines_with("RER-PANIC-ON-OOPS")
     );
     assert!(
-        out.saw("RER-STATUS on_oops: 3\n"),
+        out.saw_line("RER-STATUS on_oops: 3"),
         "{:?}",
         out.lines_with("RER-STATUS")
     );
@@ -173,12 +173,12 @@ fn on_oops_2_resets_2_s_after_an_oops_in_interrupt_context() {
     let out = run(&guest, &inputs);
     // panic_on_oops is off: the panic comes from the oops being in an interrupt.
     assert!(
-        out.saw("RER-PANIC-ON-OOPS 0\n"),
+        out.saw_line("RER-PANIC-ON-OOPS 0"),
         "{:?}",
         out.lines_with("RER-PANIC-ON-OOPS")
     );
     assert!(
-        out.saw("RER-STATUS on_oops: 2\n"),
+        out.saw_line("RER-STATUS on_oops: 2"),
         "{:?}",
         out.lines_with("RER-STATUS")
     );
@@ -250,7 +250,7 @@ fn control_an_oops_that_panic_on_oops_made_a_panic_stays_panicked_without_our_mo
     .without_our_module(&inputs)
     .timeout(WATCH);
     let out = assert_stays_panicked(&guest, &inputs, &format!("{FATAL}\n"));
-    assert!(out.saw("RER-PANIC-ON-OOPS 1\n"));
+    assert!(out.saw_line("RER-PANIC-ON-OOPS 1"));
     assert!(out.saw(OOPS));
 }
 
@@ -267,7 +267,7 @@ fn control_an_oops_in_interrupt_context_stays_panicked_with_on_oops_off() {
     .timeout(WATCH);
     let out = assert_stays_panicked(&guest, &inputs, FATAL_IN_IRQ);
     assert!(
-        out.saw("RER-STATUS on_oops: off\n"),
+        out.saw_line("RER-STATUS on_oops: off"),
         "{:?}",
         out.lines_with("RER-STATUS")
     );
@@ -293,7 +293,7 @@ fn control_a_panic_without_an_oops_is_left_to_panic_timeout() {
         "Kernel panic - not syncing: sysrq triggered crash",
     );
     assert!(
-        out.saw("RER-STATUS on_oops: 2\n"),
+        out.saw_line("RER-STATUS on_oops: 2"),
         "{:?}",
         out.lines_with("RER-STATUS")
     );
@@ -359,23 +359,23 @@ echo RER-ALIVE-AFTER-NMI
         );
     }
     assert!(
-        out.saw("RER-WATCHERS-LOADED 1\n"),
+        out.saw_line("RER-WATCHERS-LOADED 1"),
         "{:?}",
         out.lines_with("RER-WATCHERS")
     );
     assert!(
-        out.saw("RER-HELP-LOADED 1\n"),
+        out.saw_line("RER-HELP-LOADED 1"),
         "{:?}",
         out.lines_with("RER-HELP")
     );
     out.assert_unload_refused_while_open();
     assert!(
-        out.saw("RER-CYCLES n=50 fails=0\n"),
+        out.saw_line("RER-CYCLES n=50 fails=0"),
         "{:?}",
         out.lines_with("RER-CYCLES")
     );
     assert!(
-        out.saw("RER-LOADED 0 node=1 watchers=0\n"),
+        out.saw_line("RER-LOADED 0 node=1 watchers=0"),
         "{:?}",
         out.lines_with("RER-LOADED")
     );
@@ -440,16 +440,16 @@ echo "RER-PANIC-ON-OOPS $(cat /proc/sys/kernel/panic_on_oops)"
     .timeout(WATCH);
     let out = assert_stays_panicked(&guest, &inputs, &format!("{FATAL}\n"));
     assert!(
-        out.saw("RER-STATUS on_oops: 1\n"),
+        out.saw_line("RER-STATUS on_oops: 1"),
         "{:?}",
         out.lines_with("RER-STATUS")
     );
     assert!(
-        out.saw("RER-LOADED 0\n"),
+        out.saw_line("RER-LOADED 0"),
         "{:?}",
         out.lines_with("RER-LOADED")
     );
-    assert!(out.saw("RER-PANIC-ON-OOPS 1\n"));
+    assert!(out.saw_line("RER-PANIC-ON-OOPS 1"));
     // One oops, the module's; nothing faulted after it.
     let faults: Vec<&str> = out
         .serial
@@ -493,14 +493,14 @@ echo RER-NOT-RESET
     vm.sysrq_chord("x");
     let out = vm.finish();
     assert!(
-        out.saw("RER-SYSRQ-MASK 382\n"),
+        out.saw_line("RER-SYSRQ-MASK 382"),
         "{:?}",
         out.lines_with("RER-SYSRQ-MASK")
     );
-    assert!(out.saw("RER-STATUS sysrq_key: x\n"));
+    assert!(out.saw_line("RER-STATUS sysrq_key: x"));
     // The chord reached the sysrq core, which found our key and refused it by the mask.
     assert!(
-        out.saw("RER-DISABLED-LOGGED 1\n"),
+        out.saw_line("RER-DISABLED-LOGGED 1"),
         "{:?} (log {})",
         out.lines_with("RER-DISABLED-LOGGED"),
         out.log.display()
@@ -549,7 +549,7 @@ fn cf9_is_unavailable_when_the_kernel_claimed_no_pci_configuration_ports() {
         )));
         // The precondition: no configuration mechanism claimed at 0xcf8.
         assert!(
-            out.saw("RER-CONF-PORTS 0\n"),
+            out.saw_line("RER-CONF-PORTS 0"),
             "{param}: {:?} (log {})",
             out.lines_with("RER-IOPORTS"),
             out.log.display()
@@ -578,12 +578,12 @@ fn cf9_is_available_when_the_kernel_claimed_pci_conf1() {
     let guest = Guest::new("cf9_pci_conf1", &inputs, &cf9_scenario());
     let out = run(&guest, &inputs);
     assert!(
-        out.saw("RER-IOPORTS 0cf8-0cff : PCI conf1\n"),
+        out.saw_line("RER-IOPORTS 0cf8-0cff : PCI conf1"),
         "{:?}",
         out.lines_with("RER-IOPORTS")
     );
     assert!(
-        out.saw("RER-STATUS method.cf9: available\n"),
+        out.saw_line("RER-STATUS method.cf9: available"),
         "{:?}",
         out.lines_with("method.cf9")
     );
@@ -621,12 +621,12 @@ echo RER-SURVIVED
     assert_fadt_override(&out, &guest, &inputs);
     // The setting: the watcher on CPU 1, the writer on CPU 0, one attempt, by acpi.
     assert!(
-        out.saw("rer_panic_later: watching the kernel log on CPU 1\n"),
+        out.saw_line("rer_panic_later: watching the kernel log on CPU 1"),
         "{:?}",
         out.lines_with("rer_panic_later")
     );
     assert!(
-        out.saw("RER-WRITER-CPU 0\n"),
+        out.saw_line("RER-WRITER-CPU 0"),
         "{:?}",
         out.lines_with("RER-WRITER-CPU")
     );
