@@ -199,13 +199,16 @@ pub fn assert_fadt_override(out: &Outcome, guest: &Guest, inputs: &Inputs) {
 /// of userspace output (the kernel prints asynchronously: seen splitting the
 /// module's status, `acpi_reset_register: pci_confi[    1.155565] clocksource:
 /// ...\ng 0x1f0003003c value 0x5a`) moved out of it: the line is whole again,
-/// the kernel's lines follow it. The `RER-KMSG [...] ...` lines of `/init`,
-/// which quote kernel lines on purpose, stay as they are.
+/// the kernel's lines follow it. Lines that quote a kernel line on purpose
+/// after a marker (`RER-KMSG [...] ...`, a saved log's `RER-LOG [...] ...`)
+/// are mended after the quoted record.
 pub fn mended_console(out: &Outcome) -> String {
     mend(&out.serial)
 }
 
-fn mend(serial: &str) -> String {
+/// [`mended_console`] for any console text, e.g. one boot's
+/// ([`Outcome::boot_console`]).
+pub fn mend(serial: &str) -> String {
     let mut mended = String::with_capacity(serial.len());
     // A userspace line cut by kernel lines, and those kernel lines.
     let mut cut: Option<(String, String)> = None;
@@ -223,8 +226,8 @@ fn mend(serial: &str) -> String {
             }
             continue;
         }
-        match kernel_record_at(line) {
-            Some(at) if at > 0 && !line.starts_with("RER-KMSG ") => {
+        match cut_at(line) {
+            Some(at) => {
                 cut = Some((line[..at].to_string(), format!("{}\n", &line[at..])));
             }
             _ => {
@@ -239,6 +242,22 @@ fn mend(serial: &str) -> String {
         mended.push_str(&kernel);
     }
     mended
+}
+
+/// Where a kernel log record cuts `line`: the first record not at its start
+/// and not quoted on purpose right after a `RER-MARKER ` word.
+fn cut_at(line: &str) -> Option<usize> {
+    let marker = line
+        .starts_with("RER-")
+        .then(|| line.find(' ').map(|i| i + 1))
+        .flatten()
+        .filter(|&i| kernel_record_at(&line[i..]) == Some(0));
+    let from = match marker {
+        // Past the quoted record's `] `.
+        Some(i) => i + line[i..].find("] ")? + 2,
+        None => 1,
+    };
+    kernel_record_at(line.get(from..)?).map(|at| from + at)
 }
 
 /// Where in `line` a kernel log record starts: `[` spaces digits `.` six
@@ -493,6 +512,24 @@ mod tests {
         );
         assert_eq!(kernel_record_at("[12345.000001] x"), Some(0));
         assert_eq!(kernel_record_at("a[1] b"), None);
+    }
+
+    #[test]
+    fn quoted_kernel_lines_are_mended_after_the_quote() {
+        // Both seen in CI runs.
+        let serial = "RER-PANIC-ON-OOPS 1[    1.683216] clocksource: Switched\n\
+                      \n\
+                      RER-LOG [    1.361911] rust_emergency_reset: res[    1.485978] tsc: Refined\n\
+                      etting now: trigger sysrq-x\n\
+                      RER-LOG [    0.000000] Linux version\n";
+        assert_eq!(
+            mend(serial),
+            "RER-PANIC-ON-OOPS 1\n\
+             [    1.683216] clocksource: Switched\n\
+             RER-LOG [    1.361911] rust_emergency_reset: resetting now: trigger sysrq-x\n\
+             [    1.485978] tsc: Refined\n\
+             RER-LOG [    0.000000] Linux version\n"
+        );
     }
 
     #[test]

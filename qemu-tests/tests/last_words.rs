@@ -12,6 +12,7 @@
 //! come from the record.
 
 use qemu_tests::{
+    acpi,
     run,
     Ending,
     Guest,
@@ -50,6 +51,14 @@ show() {
 
 fn inputs() -> Inputs {
     Inputs::from_env()
+}
+
+/// `out` with its console mended ([`acpi::mend`]): the kernel prints
+/// asynchronously, and its lines land inside the scenario's now and then
+/// (seen splitting a saved-log line). Every check below reads whole lines.
+fn mended(mut out: Outcome) -> Outcome {
+    out.serial = acpi::mend(&out.serial);
+    out
 }
 
 /// A guest of two boots running `first` then `second`, with `params` on the
@@ -137,10 +146,10 @@ fn seed_scenario_the_second_boot_names_the_device_its_caller_and_the_oops() {
          echo RER-WRITE-RETURNED"
     );
     let second = format!("{LOAD}\nshow");
-    let out = run(
+    let out = mended(run(
         &two_boots("lw_seed", &inputs, RESERVE, &first, &second),
         &inputs,
-    );
+    ));
     assert_reset_once_then_alive(&out);
     let boot1 = out.boot_console(1);
     // The fault was in place, and nothing was recorded before it.
@@ -193,10 +202,10 @@ fn sysrq_reset_is_recorded_without_a_caller() {
     let inputs = inputs();
     let first = format!("{LOAD}\n{DRAIN}\necho x > /proc/sysrq-trigger\necho RER-SYSRQ-RETURNED");
     let second = format!("{LOAD}\nshow");
-    let out = run(
+    let out = mended(run(
         &two_boots("lw_sysrq", &inputs, RESERVE, &first, &second),
         &inputs,
-    );
+    ));
     assert_reset_once_then_alive(&out);
     let line = previous(&out, 2);
     assert!(
@@ -215,10 +224,10 @@ fn on_oops_reset_keeps_the_oops_in_the_saved_log() {
         "{LOAD} on_oops=1\n{DRAIN}\ninsmod /modules/rer_oops_transition.ko\nsleep 20\necho RER-NO-RESET"
     );
     let second = format!("{LOAD}\nshow");
-    let out = run(
+    let out = mended(run(
         &two_boots("lw_on_oops", &inputs, RESERVE, &first, &second),
         &inputs,
-    );
+    ));
     assert_reset_once_then_alive(&out);
     assert!(out
         .boot_console(1)
@@ -251,10 +260,10 @@ fn forget_erases_the_record_and_needs_the_capability() {
          try_write forget 'forget'\nshow\n\
          rmmod rust_emergency_reset\n{LOAD}\nshow"
     );
-    let out = run(
+    let out = mended(run(
         &two_boots("lw_forget", &inputs, RESERVE, &first, &second),
         &inputs,
-    );
+    ));
     assert_reset_once_then_alive(&out);
     let boot2 = out.boot_console(2);
     let lines: Vec<&str> = boot2
@@ -297,10 +306,10 @@ fn garbage_and_damaged_records_read_as_none_and_the_region_is_used() {
          insmod /modules/rer_scribble.ko mode=1 at=8\nrmmod rer_scribble\n{LOAD}\nshow\n\
          dmesg | grep -e 'last words:' -e rer_scribble | sed 's/^/RER-DMESG /'"
     );
-    let out = run(
+    let out = mended(run(
         &two_boots("lw_garbage", &inputs, RESERVE, &first, &second),
         &inputs,
-    );
+    ));
     assert_reset_once_then_alive(&out);
     let boot1 = out.boot_console(1);
     assert!(
@@ -334,10 +343,10 @@ fn a_region_given_by_address_keeps_the_record_of_a_one_method_reset() {
     let load = "insmod /modules/rust_emergency_reset.ko mem_address=0x8000000 mem_size=65536";
     let first = format!("{load}\n{DRAIN}\necho 'reset cf9' > /dev/emergency_reset");
     let second = format!("{load}\nshow");
-    let out = run(
+    let out = mended(run(
         &two_boots("lw_memmap", &inputs, MEMMAP, &first, &second),
         &inputs,
-    );
+    ));
     assert_reset_once_then_alive(&out);
     assert!(out
         .boot_console(2)
@@ -375,7 +384,7 @@ dmesg | grep rust_emergency_reset | sed 's/^/RER-DMESG /'
     // in use, 0x20000000 (512 MiB) lies beyond the guest's 256 MiB.
     let guest = Guest::new("lw_off_and_refusals", &inputs, &scenario)
         .append(&format!("{RESERVE} reserve_mem=2K:4096:rer_small"));
-    let out = run(&guest, &inputs);
+    let out = mended(run(&guest, &inputs));
     out.assert_alive();
     assert!(out.saw("RER-STATUS last_words: off"));
     assert!(out.saw("RER-STATUS previous reset: unknown (last words off)"));
@@ -430,7 +439,7 @@ echo "RER-LOG-TAIL $(grep -c -e rer-last-line-before-reset -e 'reset failed: the
     let guest = Guest::new("lw_failed", &inputs, &scenario)
         .machine("q35,i8042=off")
         .append(RESERVE);
-    let out = run(&guest, &inputs);
+    let out = mended(run(&guest, &inputs));
     out.assert_alive();
     let write = out.write_result("first");
     assert!(write.contains("Input/output error"), "{write}");
