@@ -491,13 +491,19 @@ impl Outcome {
         self.serial.contains(marker)
     }
 
-    /// Whether the console has `line` as a whole line, once any kernel lines
-    /// that landed inside it were moved out ([`acpi::mended_console`]): the
-    /// kernel prints asynchronously, and one of its lines sometimes splits a
-    /// line of the scenario's (seen: `RER-PANIC-ON-OOPS 1[    1.683216]
-    /// clocksource: ...`).
+    /// Whether the console has `line` as a whole line, or as the whole
+    /// message of a kernel line (after its `[    1.234567] ` stamp), once any
+    /// kernel lines that landed inside a line were moved out
+    /// ([`acpi::mended_console`]): the kernel prints asynchronously, and one
+    /// of its lines sometimes splits a line of the scenario's (seen:
+    /// `RER-PANIC-ON-OOPS 1[    1.683216] clocksource: ...`).
     pub fn saw_line(&self, line: &str) -> bool {
-        acpi::mended_console(self).lines().any(|l| l == line)
+        acpi::mended_console(self).lines().any(|l| {
+            l == line
+                || (l.starts_with('[')
+                    && l.split_once("] ")
+                        .is_some_and(|(_, message)| message == line))
+        })
     }
 
     /// Lines of the console that contain `needle`.
