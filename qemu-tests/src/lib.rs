@@ -1088,24 +1088,6 @@ impl Vm {
         seen
     }
 
-    /// What the guest printed on its console so far.
-    pub fn console(&self) -> &str {
-        &self.serial
-    }
-
-    /// How the run ended, if it has.
-    pub fn ending(&self) -> Option<&Ending> {
-        self.ending.as_ref()
-    }
-
-    /// Brings the time limit forward to `limit` from now (never past the
-    /// guest's own), for a test that has seen what it waited for: then
-    /// [`Vm::finish`] ends the run as [`Ending::TimedOut`], unless it ended
-    /// otherwise first.
-    pub fn end_within(&mut self, limit: Duration) {
-        self.deadline = self.deadline.min(Instant::now() + limit);
-    }
-
     /// Runs until the guest resets, shuts down, prints [`DONE`], or the time limit.
     pub fn finish(mut self) -> Outcome {
         while self.ending.is_none() {
