@@ -58,7 +58,7 @@ TEST_MODULES := $(CURDIR)/qemu-tests/modules
 
 .PHONY: all modules kernel print-kdir modules_install clean setup check check-run \
 	demo demo-run test-modules unit-test fuzz rustfmt rustfmtcheck \
-	check-lockdep check-lockdep-run check-debian-run install dkms-source \
+	check-lockdep check-lockdep-run check-debian-run install dkms-source sender \
 	bench bench-run
 
 all: modules
@@ -112,15 +112,16 @@ DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' packaging/dkms
 DKMS_SRC = $(DESTDIR)/usr/src/rust_emergency_reset-$(DKMS_VERSION)
 dkms-source:
 	install -D -m 644 -t $(DKMS_SRC) Kbuild rust_emergency_reset.rs device.rs sysrq.rs nmi.rs \
-		oops.rs last_words.rs hw.rs ffi.rs task_offsets.c packaging/dkms.conf \
+		oops.rs net.rs last_words.rs hw.rs ffi.rs task_offsets.c net_offsets.c packaging/dkms.conf \
 		packaging/dkms-make.sh scripts/debian-kdir.sh
-	install -D -m 644 -t $(DKMS_SRC)/logic/src logic/src/logic.rs logic/src/record.rs
+	install -D -m 644 -t $(DKMS_SRC)/logic/src logic/src/logic.rs logic/src/record.rs \
+		logic/src/packet.rs logic/src/ip.rs
 
 clean:
 	rm -rf *.ko *.o *.mod *.mod.c *.mod.o .*.cmd .*.d Module.symvers modules.order .tmp_versions \
-		task_offsets.s task_offsets.rs \
+		task_offsets.s task_offsets.rs net_offsets.s net_offsets.rs \
 		$(addprefix $(TEST_MODULES)/,*.ko *.o *.mod *.mod.c .*.cmd .*.d Module.symvers modules.order) \
-		logic/target qemu-tests/target qemu-tests/bench/target
+		logic/target sender/target qemu-tests/target qemu-tests/bench/target
 
 # Root installs what is missing; anyone else is told what is missing.
 setup:
@@ -128,6 +129,12 @@ setup:
 
 unit-test:
 	cd logic && cargo test --quiet
+	cd sender && cargo test --quiet
+
+# The network trigger's sender (host side): sender/target/release/emergency-reset-send.
+SENDER := $(CURDIR)/sender/target/release/emergency-reset-send
+sender:
+	cd sender && cargo build --release --quiet
 
 # The dedicated property run: 10 million inputs per parser (make check runs 20 000).
 fuzz:
@@ -139,14 +146,14 @@ fuzz:
 # the modules built for it by `make KRELEASE=<release>`.
 QEMU_TESTS = --test seed --test engine --test faults --test module_file --test packaging \
 	--test docs --test lockdown --test lockdown_signed --test harness --test last_words \
-	--test dead_methods --test reset_path
+	--test dead_methods --test reset_path --test network
 QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian \
-	--test lockdown --test last_words --test dead_methods --test reset_path
+	--test lockdown --test last_words --test dead_methods --test reset_path --test network
 check-run:
 	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
-	$(MAKE) unit-test
+	$(MAKE) unit-test sender
 	cd qemu-tests && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
-		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release --no-fail-fast $(QEMU_TESTS) -- --test-threads=2
+		RER_TEST_MODULES=$(TEST_MODULES) RER_SENDER=$(SENDER) cargo test --release --no-fail-fast $(QEMU_TESTS) -- --test-threads=2
 	cd qemu-tests/bench && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
 		RER_TEST_MODULES=$(TEST_MODULES) cargo run --release --quiet -- --smoke
 	$(MAKE) check-debian-run DEBIAN_RELEASE=$$(scripts/debian-kdir.sh --resolve)
@@ -160,8 +167,10 @@ check-debian-run:
 	$(MAKE) KRELEASE=$(DEBIAN_RELEASE) modules test-modules
 	cd qemu-tests && RER_KDIR=$$(../scripts/debian-kdir.sh --print-dir $(DEBIAN_RELEASE)) \
 		RER_KERNEL=$$(../scripts/debian-kdir.sh --vmlinuz $(DEBIAN_RELEASE)) \
+		RER_NET_MODULES=$$(../scripts/debian-kdir.sh --net-modules $(DEBIAN_RELEASE)) \
 		RER_KERNEL_NAME=$(DEBIAN_RELEASE) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
-		RER_TEST_MODULES=$(TEST_MODULES) cargo test --release --no-fail-fast $(QEMU_TESTS_DEBIAN) -- --test-threads=2
+		RER_TEST_MODULES=$(TEST_MODULES) RER_SENDER=$(SENDER) \
+		cargo test --release --no-fail-fast $(QEMU_TESTS_DEBIAN) -- --test-threads=2
 
 # Trigger-to-reset latency beside the anchors (see qemu-tests/bench); writes
 # Documentation/benchmark.md and .png. BENCH_RUNS=N runs per case (default 20).

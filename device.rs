@@ -6,7 +6,7 @@
 //! echo reset > /dev/emergency_reset        # reset now, methods in order
 //! echo 'reset cf9' > /dev/emergency_reset  # reset with one method only
 //! echo forget > /dev/emergency_reset       # erase the last words kept from the previous reset
-//! cat /dev/emergency_reset                 # status: order, methods, counters, last words
+//! cat /dev/emergency_reset                 # status: order, methods, counters, last words, network
 //! ```
 //!
 //! A writer needs `CAP_SYS_BOOT` in the initial user namespace (`EPERM`).
@@ -47,6 +47,7 @@ use crate::{
         Status,
         MAX_COMMAND_LEN, //
     },
+    net,
     record::{
         format_last_words,
         LastWords, //
@@ -130,10 +131,11 @@ impl MiscDevice for ResetDevice {
             Some(region) => region.status(),
             None => LastWords::Off,
         };
-        let mut buf = [0u8; 1024];
+        let mut buf = [0u8; 2048];
         let mut out = BufWriter::new(&mut buf);
         format_status(&status, &mut out).map_err(|_| EOVERFLOW)?;
         format_last_words(&words, &mut out).map_err(|_| EOVERFLOW)?;
+        net::format_status(&mut out).map_err(|_| EOVERFLOW)?;
         iov.simple_read_from_buffer(kiocb.ki_pos_mut(), out.as_bytes())
     }
 }

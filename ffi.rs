@@ -57,6 +57,24 @@ impl<const N: usize> ParamBuf<N> {
         self.0.get().cast()
     }
 
+    /// Overwrites the whole buffer with zeros, for a secret parameter once it
+    /// has been read.
+    ///
+    /// # Safety
+    ///
+    /// Only `init` may call it, before anything that reads the buffer is
+    /// registered, and with no reference from [`ParamBuf::value`] alive; the
+    /// parameter must have no sysfs file (`perm = 0`), so the kernel reads it
+    /// no more after parsing it.
+    pub(crate) unsafe fn wipe(&self) {
+        let p = self.0.get().cast::<u8>();
+        for i in 0..N {
+            // SAFETY: `i < N` stays inside the buffer; the caller guarantees nobody else reads
+            // or writes it meanwhile. Volatile, so that the stores are not optimised away.
+            unsafe { p.add(i).write_volatile(0) };
+        }
+    }
+
     /// The value, up to its NUL.
     pub(crate) fn value(&self) -> &[u8] {
         // SAFETY: the kernel's `param_set_copystring()` always leaves a NUL-terminated string
@@ -75,9 +93,13 @@ unsafe impl Sync for KparamString {}
 
 /// Declares a read-only (0444) string module parameter backed by `$buf`, with
 /// `modinfo` entries, as C's `module_param_string()` + `MODULE_PARM_DESC()` do.
-/// The `kernel::module!` macro supports only integers and booleans.
+/// The `kernel::module!` macro supports only integers and booleans. With
+/// `perm = 0` the parameter has no file in sysfs at all (a secret).
 macro_rules! string_param {
     ($buf:ident, $name:literal, $len:literal, $default:literal, $desc:literal) => {
+        crate::ffi::string_param!($buf, $name, $len, $default, $desc, perm = 0o444);
+    };
+    ($buf:ident, $name:literal, $len:literal, $default:literal, $desc:literal, perm = $perm:literal) => {
         static $buf: crate::ffi::ParamBuf<$len> = crate::ffi::ParamBuf::new($default);
         const _: () = {
             static KPS: crate::ffi::KparamString =
@@ -94,7 +116,7 @@ macro_rules! string_param {
                     // parameter of this module; only addresses are taken here.
                     mod_: core::ptr::addr_of!(kernel::bindings::__this_module).cast_mut(),
                     ops: core::ptr::addr_of!(kernel::bindings::param_ops_string),
-                    perm: 0o444,
+                    perm: $perm,
                     level: -1,
                     flags: 0,
                     __bindgen_anon_1: kernel::bindings::kernel_param__bindgen_ty_1 {
@@ -125,6 +147,13 @@ pub(crate) fn capable_sys_boot() -> bool {
 pub(crate) fn now_ns() -> u64 {
     // SAFETY: `ktime_get_mono_fast_ns()` is lock-free and NMI-safe by design.
     unsafe { bindings::ktime_get_mono_fast_ns() }
+}
+
+/// Real (wall-clock) nanoseconds since the epoch, safe to read from any
+/// context without a lock.
+pub(crate) fn real_time_ns() -> u64 {
+    // SAFETY: `ktime_get_real_fast_ns()` is lock-free and may be called from any context.
+    unsafe { bindings::ktime_get_real_fast_ns() }
 }
 
 /// The current process's pid (its thread group id).

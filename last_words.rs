@@ -335,7 +335,7 @@ impl Region {
             failed: false,
             log_len: log_len.min(self.len - HEADER_LEN) as u32,
             boot_id: self.boot_id,
-            time_ns: real_time_ns(),
+            time_ns: ffi::real_time_ns(),
             order: MethodList::from_slice(order),
             caller,
             trigger: text,
@@ -434,12 +434,6 @@ impl kernel::fmt::Display for RecordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
-}
-
-/// Wall-clock ns since the Unix epoch, lock-free (NMI-safe).
-fn real_time_ns() -> u64 {
-    // SAFETY: `ktime_get_real_fast_ns()` is lock-free and may be called from any context.
-    unsafe { bindings::ktime_get_real_fast_ns() }
 }
 
 /// The writing process, for a trigger that has one (a write to the device).

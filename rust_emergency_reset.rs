@@ -3,7 +3,8 @@
 //! Emergency reset for a wedged x86 machine.
 //!
 //! ```sh
-//! modprobe rust_emergency_reset [methods=kbd,acpi,cf9,triple] [sysrq_key=x] [nmi=1] [on_oops=N]
+//! modprobe rust_emergency_reset [methods=kbd,acpi,cf9,triple] [sysrq_key=x] [nmi=1] [on_oops=N] \
+//!     [net_port=PORT net_key=HEX [net_window=SECONDS]]
 //! echo reset > /dev/emergency_reset        # reset now, methods in order
 //! echo 'reset cf9' > /dev/emergency_reset  # reset with one method only
 //! cat /dev/emergency_reset                 # status: order, methods, counters
@@ -13,7 +14,9 @@
 //! With `nmi=1`, an NMI that nobody else claims (a BMC's or hypervisor's
 //! "inject NMI") resets the machine: the one trigger that reaches a machine
 //! whose every CPU spins with interrupts off. With `on_oops=N`, an oops resets
-//! the machine N seconds later (0: at once).
+//! the machine N seconds later (0: at once). With `net_port=`, one UDP
+//! datagram authenticated with `net_key=` resets the machine whose userspace
+//! is dead but whose network still answers.
 //!
 //! The machine is reset at once, without syncing or unmounting anything. The
 //! reset path never goes through `reboot(2)`, `kernel_restart()` or
@@ -35,7 +38,7 @@
 //! machine at load, and `emergency_reset()`, which every trigger calls. Each
 //! trigger lives in a file of its own with its registration, its C
 //! declarations and its action: `device.rs` (`/dev/emergency_reset`),
-//! `sysrq.rs`, `nmi.rs`, `oops.rs`; the record of each reset in
+//! `sysrq.rs`, `nmi.rs`, `oops.rs`, `net.rs`; the record of each reset in
 //! `last_words.rs`; port and CPU access in `hw.rs`; what they share in
 //! `ffi.rs`; the logic that needs no kernel in `logic/` (tested on the host).
 //!
@@ -59,11 +62,16 @@ use kernel::{
 mod device;
 mod ffi;
 mod hw;
+#[path = "logic/src/ip.rs"]
+pub mod ip;
 mod last_words;
 #[path = "logic/src/logic.rs"]
 pub mod logic;
+mod net;
 mod nmi;
 mod oops;
+#[path = "logic/src/packet.rs"]
+pub mod packet;
 #[path = "logic/src/record.rs"]
 pub mod record;
 mod sysrq;
@@ -105,6 +113,14 @@ module! {
         mem_size: u64 {
             default: 0,
             description: "Last words: size in bytes of the region at mem_address",
+        },
+        net_port: i32 {
+            default: 0,
+            description: "Network trigger: UDP port of the authenticated reset datagram (default 0: off)",
+        },
+        net_window: i32 {
+            default: 30,
+            description: "Network trigger: seconds a datagram's time may differ from this machine's clock",
         },
     },
 }
@@ -154,6 +170,8 @@ pub(crate) enum Trigger {
     Sysrq(u8),
     Nmi,
     Oops,
+    /// An authenticated datagram, from this address.
+    Net(packet::Addr),
 }
 
 impl fmt::Display for Trigger {
@@ -163,6 +181,7 @@ impl fmt::Display for Trigger {
             Trigger::Sysrq(k) => write!(f, "sysrq-{}", k as char),
             Trigger::Nmi => f.write_str("nmi"),
             Trigger::Oops => f.write_str("oops"),
+            Trigger::Net(from) => write!(f, "udp from {from}"),
         }
     }
 }
@@ -376,6 +395,7 @@ fn register_log() -> Result<Option<last_words::LogDevice>> {
 /// node goes before the mappings it may write or read through.
 #[pin_data]
 struct EmergencyReset {
+    _net: Option<net::NetHooks>,
     _sysrq: Option<sysrq::SysrqKey>,
     _nmi: Option<nmi::NmiHandlers>,
     _on_oops: Option<oops::OnOops>,
@@ -394,6 +414,10 @@ impl kernel::InPlaceModule for EmergencyReset {
             _sysrq: sysrq::register(ENGINE.as_ref().and_then(|e| e.sysrq_key))?,
             _nmi: nmi::register(ENGINE.as_ref().is_some_and(|e| e.nmi))?,
             _on_oops: oops::register(ENGINE.as_ref().and_then(|e| e.on_oops))?,
+            _net: net::register(
+                module_parameters::net_port.value(),
+                module_parameters::net_window.value()
+            )?,
         })
     }
 }

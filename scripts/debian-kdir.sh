@@ -12,6 +12,8 @@
 #   debian-kdir.sh --resolve             the newest Debian 13 kernel in trixie-backports
 #   debian-kdir.sh --vmlinuz RELEASE     Debian's signed vmlinuz of RELEASE (apt-get
 #                                        download, never installed); print its path
+#   debian-kdir.sh --net-modules RELEASE the modules of RELEASE's virtio NIC, for the
+#                                        QEMU guests with a network; print their directory
 #
 # On Debian 13 with the packages installed it works natively (DKMS calls it so).
 # On any other host (Debian 12: the project's machines, CI) it runs itself
@@ -209,25 +211,56 @@ case "${1:-}" in
 	[ -n "$r" ] || die "no kernel in trixie-backports (is it in the apt sources?)"
 	echo "$r"
 	;;
---vmlinuz)
-	[ -n "${2:-}" ] || die "usage: $0 --vmlinuz RELEASE"
+--vmlinuz | --net-modules)
+	[ -n "${2:-}" ] || die "usage: $0 $1 RELEASE"
 	r=$2
 	run=()
 	native || { "$here/debian-root.sh" >/dev/null; run=("$here/debian-root.sh" --run); }
 	v=$("${run[@]}" apt-cache policy "linux-binary-$r" | awk '/Candidate:/ {print $2}')
 	[ -n "$v" ] && [ "$v" != "(none)" ] || die "Debian 13 has no package linux-binary-$r"
-	out="$cache/debian-vmlinuz-$r-${v//[^A-Za-z0-9.+-]/_}"
-	if [ ! -f "$out/vmlinuz" ]; then
+	out="$cache/debian-binary-$r-${v//[^A-Za-z0-9.+-]/_}"
+	exec 9>"$out.lock"
+	flock 9
+	if [ ! -f "$out/vmlinuz" ] || [ ! -f "$out/net-modules/order" ]; then
 		rm -rf "$out"
-		mkdir -p "$out/deb"
-		"${run[@]}" sh -ec "cd '$out/deb'; apt-get download -q -o APT::Sandbox::User=root 'linux-binary-$r=$v' >/dev/null;
-			dpkg-deb -x linux-binary-*.deb x"
-		cp "$out/deb/x/usr/lib/modules/$r/vmlinuz" "$out/vmlinuz.tmp"
+		mkdir -p "$out/deb" "$out/net-modules"
+		# The kernel, and the modules package for the QEMU guests' virtio NIC.
+		"${run[@]}" sh -ec "cd '$out/deb'; apt-get download -q -o APT::Sandbox::User=root \
+			'linux-binary-$r=$v' 'linux-modules-$r=$v' >/dev/null
+			for d in *.deb; do dpkg-deb -x \$d x; done"
+		mods="$out/deb/x/usr/lib/modules/$r"
+		# virtio_net after what it depends on (modinfo's depends=, recursively),
+		# uncompressed; built-in ones (virtio_pci on Debian) are not modules here.
+		order=()
+		add() {
+			local name=$1 f dep
+			[[ " ${order[*]} " == *" $name.ko "* ]] && return
+			f=$(find "$mods/kernel" -name "$name.ko*" | head -1)
+			[ -n "$f" ] || die "$r: no module $name in linux-modules-$r"
+			case "$f" in
+			*.ko.xz) xz -dc "$f" >"$out/net-modules/$name.ko" ;;
+			*.ko.zst) zstd -dcq "$f" >"$out/net-modules/$name.ko" ;;
+			*.ko) cp "$f" "$out/net-modules/$name.ko" ;;
+			*) die "$f: unknown compression" ;;
+			esac
+			for dep in $(/sbin/modinfo -F depends "$out/net-modules/$name.ko" | tr ',' ' '); do
+				add "$dep"
+			done
+			order+=("$name.ko")
+		}
+		add virtio_net
+		cp "$mods/vmlinuz" "$out/vmlinuz.tmp"
 		rm -rf "$out/deb"
+		printf '%s\n' "${order[@]}" >"$out/net-modules/order"
 		mv "$out/vmlinuz.tmp" "$out/vmlinuz"
 	fi
-	log "$r: Debian's signed vmlinuz, linux-binary-$r $v: $out/vmlinuz"
-	echo "$out/vmlinuz"
+	if [ "$1" = --vmlinuz ]; then
+		log "$r: Debian's signed vmlinuz, linux-binary-$r $v: $out/vmlinuz"
+		echo "$out/vmlinuz"
+	else
+		log "$r: the virtio NIC's modules of linux-modules-$r $v: $(tr '\n' ' ' <"$out/net-modules/order")"
+		echo "$out/net-modules"
+	fi
 	;;
 -*)
 	die "usage: see the head of $0"

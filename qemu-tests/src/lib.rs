@@ -105,6 +105,32 @@ sleep 5
 echo "RER-REBOOT-STATE $(cut -d' ' -f3 /proc/$REBOOT_PID/stat) pid=$REBOOT_PID"
 "#;
 
+/// The guest's and its network namespace's addresses ([`Guest::network`]):
+/// documentation prefixes (RFC 5737, RFC 3849), inside a namespace of the
+/// run's own with nothing else on it.
+pub const GUEST_V4: &str = "192.0.2.2";
+pub const HOST_V4: &str = "192.0.2.1";
+pub const GUEST_V6: &str = "2001:db8::2";
+pub const HOST_V6: &str = "2001:db8::1";
+/// What `/init` prints once the guest's network is up ([`Guest::network`]).
+pub const NET_UP: &str = "RER-NET-UP";
+
+/// `/net-up.sh`: the NIC's modules (listed in `/net-modules`), the
+/// addresses, and [`NET_UP`] once both addresses are on the link.
+const NET_UP_SH: &str = r#"for m in $(cat /net-modules); do insmod /modules/$m || echo "RER-NET-MODULE-FAILED $m"; done
+ip link set lo up
+# No duplicate address detection (busybox's ip has no nodad): the address is usable at once.
+echo 0 >/proc/sys/net/ipv6/conf/eth0/accept_dad
+ip link set eth0 up
+ip addr add 192.0.2.2/24 dev eth0
+ip -6 addr add 2001:db8::2/64 dev eth0
+if ip addr show eth0 | grep -q 'inet 192.0.2.2/24' && ip addr show eth0 | grep -q 'inet6 2001:db8::2/64'; then
+	echo "RER-NET-UP"
+else
+	echo "RER-NET-FAILED"; ip addr
+fi
+"#;
+
 /// The lockdown modes a Secure Boot kernel can be in (kernel parameter `lockdown=`).
 pub const LOCKDOWN_MODES: [&str; 2] = ["integrity", "confidentiality"];
 
@@ -152,6 +178,11 @@ pub struct Inputs {
     pub module: PathBuf,
     /// The directory holding the deliberately broken test modules.
     pub test_modules: PathBuf,
+    /// The kernel's own modules a guest with a network needs (its virtio
+    /// NIC), in load order: none for the test kernel, which has the NIC
+    /// built in; for Debian's kernel, from `RER_NET_MODULES` (a directory
+    /// with the modules and a file `order` naming them).
+    pub net_modules: Vec<PathBuf>,
 }
 
 impl Inputs {
@@ -173,11 +204,21 @@ impl Inputs {
                 "test".to_string(),
             ),
         };
+        let net_modules = match std::env::var_os("RER_NET_MODULES") {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                let order = fs::read_to_string(dir.join("order"))
+                    .unwrap_or_else(|e| panic!("{}/order: {e}", dir.display()));
+                order.split_whitespace().map(|m| dir.join(m)).collect()
+            }
+            None => Vec::new(),
+        };
         let inputs = Inputs {
             kernel,
             kernel_name,
             module: var("RER_MODULE"),
             test_modules: var("RER_TEST_MODULES"),
+            net_modules,
         };
         for p in [&inputs.kernel, &inputs.module, &inputs.test_modules] {
             assert!(
@@ -240,6 +281,8 @@ pub struct Guest {
     /// The FADT reset register the guest's kernel gets instead of QEMU's
     /// ([`Guest::fadt_reset`], [`acpi`]).
     pub fadt_reset: Option<acpi::FadtReset>,
+    /// A network ([`Guest::network`]): the modules its NIC needs, in load order.
+    pub net: Option<Vec<PathBuf>>,
 }
 
 impl Guest {
@@ -258,7 +301,20 @@ impl Guest {
             pvpanic: false,
             boots: 1,
             fadt_reset: None,
+            net: None,
         }
+    }
+
+    /// The guest gets a virtio NIC on a tap device in a network namespace
+    /// of this run's own, with nothing else on it: the guest is
+    /// [`GUEST_V4`] and [`GUEST_V6`], the namespace [`HOST_V4`] and
+    /// [`HOST_V6`]. `/init` brings the link up (loading the kernel's NIC
+    /// modules first, on Debian's kernel) and prints [`NET_UP`] before the
+    /// scenario runs. Reach the guest with [`Vm::net_command`] and
+    /// [`Vm::net_socket`]; nothing leaves the namespace.
+    pub fn network(mut self, inputs: &Inputs) -> Guest {
+        self.net = Some(inputs.net_modules.clone());
+        self
     }
 
     /// The same guest on another machine type.
@@ -362,6 +418,10 @@ if [ -e /boots ]; then
 	esac
 fi
 export RER_BOOT
+# A guest with a network (Guest::network): its NIC's modules, then the link.
+if [ -e /net-up.sh ]; then
+	. /net-up.sh
+fi
 if [ -n "$RER_BOOT" ]; then
 	. /scenario.sh
 fi
@@ -673,6 +733,8 @@ pub struct Vm {
     /// to look for the next one.
     questions: usize,
     question_scan: usize,
+    /// The network namespace of a guest with a network ([`Guest::network`]).
+    netns: Option<String>,
 }
 
 impl Drop for Vm {
@@ -680,7 +742,58 @@ impl Drop for Vm {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = fs::remove_dir_all(&self.dir);
+        if let Some(ns) = &self.netns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
     }
+}
+
+/// Runs `ip ARGS`; panics with its error when it fails.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace with a tap device `tap0` carrying [`HOST_V4`] and
+/// [`HOST_V6`], for one guest ([`Guest::network`]).
+fn make_netns() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ns = format!("rer-{}-{n}", std::process::id());
+    let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+    ip(&["netns", "add", &ns]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    ip(&["-n", &ns, "tuntap", "add", "tap0", "mode", "tap"]);
+    ip(&["-n", &ns, "link", "set", "tap0", "up"]);
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{HOST_V4}/24"),
+        "dev",
+        "tap0",
+    ]);
+    ip(&[
+        "-n",
+        &ns,
+        "-6",
+        "addr",
+        "add",
+        &format!("{HOST_V6}/64"),
+        "dev",
+        "tap0",
+        "nodad",
+    ]);
+    ns
 }
 
 /// `target/` of this crate: where logs and scratch files go.
@@ -721,6 +834,17 @@ impl Vm {
             let name = b.file_name().unwrap().to_str().unwrap();
             archive.file(&format!("bin/{name}"), 0o755, &fs::read(b).unwrap());
         }
+        if let Some(net_modules) = &guest.net {
+            let mut order = String::new();
+            for m in net_modules {
+                let name = m.file_name().unwrap().to_str().unwrap();
+                archive.file(&format!("modules/{name}"), 0o644, &fs::read(m).unwrap());
+                order += name;
+                order += "\n";
+            }
+            archive.file("net-modules", 0o644, order.as_bytes());
+            archive.file("net-up.sh", 0o644, NET_UP_SH.as_bytes());
+        }
         // A patched FACP goes first, in an archive of its own (acpi::early_cpio).
         let mut image = acpi::early_cpio(guest, inputs);
         image.extend(archive.finish());
@@ -743,7 +867,19 @@ impl Vm {
                 );
             }
         }
-        let mut child = Command::new("qemu-system-x86_64")
+        let netns = guest.net.as_ref().map(|_| make_netns());
+        // QEMU runs inside the namespace, where it opens the tap.
+        let mut qemu = match &netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                c.args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"]);
+                c.args(["-device", "virtio-net-pci,netdev=n0,romfile="]);
+                c
+            }
+            None => Command::new("qemu-system-x86_64"),
+        };
+        let mut child = qemu
             .args(["-accel", "tcg", "-machine", &guest.machine])
             .args(["-smp", &guest.cpus.to_string(), "-m", "256M"])
             .args(["-nodefaults", "-no-user-config", "-display", "none"])
@@ -835,6 +971,7 @@ impl Vm {
             guest_reset_times: Vec::new(),
             questions: 0,
             question_scan: 0,
+            netns,
         };
         vm.qmp_command("qmp_capabilities", serde_json::json!({}));
         vm
@@ -911,6 +1048,45 @@ impl Vm {
                 Err(_) => return None,
             }
         }
+    }
+
+    /// `program` to run inside the guest's network namespace ([`Guest::network`]).
+    pub fn net_command(&self, program: &str) -> Command {
+        let ns = self
+            .netns
+            .as_ref()
+            .expect("a guest with a network (Guest::network)");
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+
+    /// A UDP socket inside the guest's network namespace ([`Guest::network`]),
+    /// of the family of `peer`, connected to it.
+    pub fn net_socket(&self, peer: std::net::SocketAddr) -> std::net::UdpSocket {
+        let ns = self
+            .netns
+            .clone()
+            .expect("a guest with a network (Guest::network)");
+        // setns() moves one thread: a thread of its own makes the socket (which stays in the
+        // namespace it was made in) and ends.
+        thread::spawn(move || {
+            let f = fs::File::open(format!("/run/netns/{ns}")).unwrap();
+            // SAFETY: `f` is an open network namespace file; only this thread changes namespace.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+            let any: std::net::SocketAddr = if peer.is_ipv4() {
+                "0.0.0.0:0".parse().unwrap()
+            } else {
+                "[::]:0".parse().unwrap()
+            };
+            let s = std::net::UdpSocket::bind(any).unwrap();
+            s.connect(peer).unwrap();
+            s
+        })
+        .join()
+        .unwrap()
     }
 
     /// Alt+SysRq+`key` on the guest's PS/2 keyboard.
@@ -1072,6 +1248,25 @@ impl Vm {
                 Err(_) => return false,
             }
         }
+    }
+
+    /// The guest's console so far.
+    pub fn console(&self) -> &str {
+        &self.serial
+    }
+
+    /// The `sender` binary of the network trigger (`sender/`), which `make
+    /// check` builds and names in `RER_SENDER`.
+    pub fn sender() -> PathBuf {
+        let p = PathBuf::from(
+            std::env::var_os("RER_SENDER").expect("RER_SENDER is not set: run `make check`"),
+        );
+        assert!(
+            p.exists(),
+            "{} does not exist: run `make check`",
+            p.display()
+        );
+        p
     }
 
     /// Copies the guest's console to stdout, each line prefixed with `guest| `.

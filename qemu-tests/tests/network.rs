@@ -1,0 +1,758 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The network trigger in QEMU, on a tap link in a network namespace of the
+//! test's own ([`Guest::network`]).
+//!
+//! A guest whose userspace is dead (the seed fault: an oops holding
+//! `system_transition_mutex`, and `/init` itself stuck in `reboot -f` behind
+//! it) is reset by one authenticated datagram: from the sender and from the
+//! admin guide's shell one-liner, over IPv4 and IPv6. A guest lives on after
+//! every datagram that must not reset it, and its status counts each one; a
+//! captured datagram replayed after the guest reset and booted again resets
+//! nothing.
+
+use emergency_reset_send as send;
+use qemu_tests::{
+    Guest,
+    Inputs,
+    Vm,
+    DONE,
+    GUEST_V4,
+    GUEST_V6,
+    HOST_V4,
+    HOST_V6,
+    NET_UP,
+    STUCK_REBOOT, //
+};
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::Read,
+    net::{
+        IpAddr,
+        SocketAddr, //
+    },
+    os::unix::fs::PermissionsExt,
+    path::PathBuf,
+    thread,
+    time::{
+        Duration,
+        Instant,
+        SystemTime, //
+    },
+};
+
+/// The trigger's port in every guest.
+const PORT: u16 = 5555;
+/// `net_window=`'s default.
+const WINDOW_MS: u64 = 30_000;
+
+/// A key of 32 random bytes, and a file holding it as the sender wants it.
+struct Key {
+    hex: String,
+    bytes: Vec<u8>,
+    file: PathBuf,
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    b
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Key {
+    fn new(inputs: &Inputs, name: &str) -> Key {
+        let bytes = random_bytes(32);
+        let dir = inputs.target_dir("keys");
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{name}.key"));
+        let hex = hex(&bytes);
+        fs::write(&file, format!("{hex}\n")).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        Key { hex, bytes, file }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn nonce() -> String {
+    hex(&random_bytes(8))
+}
+
+/// Loads the module with the trigger armed, and says so with the boot's number.
+fn arm(key: &Key, more: &str) -> String {
+    format!(
+        "insmod /modules/rust_emergency_reset.ko net_port={PORT} net_key={}{more}\n\
+         echo \"RER-NET-ARMED boot=$RER_BOOT rc=$?\"\n",
+        key.hex
+    )
+}
+
+/// Userspace dies: the seed fault, then `/init` calls `reboot -f` and blocks
+/// behind the oops's lock for good. Nothing of userspace runs after.
+const USERSPACE_DIES: &str = "echo RER-USERSPACE-DIES\nreboot -f\necho RER-INIT-RETURNED\n";
+
+/// Answers `status N` on the console with the `net_` status lines between
+/// `RER-STATUS-BEGIN N` and `RER-STATUS-END N`, until `done`. The kernel's
+/// lines go to the log only (`dmesg -n 1`), so that none splits these.
+const STATUS_LOOP: &str = r#"dmesg -n 1
+echo RER-READY
+while read -r line; do
+	case "$line" in
+	status*)
+		echo "RER-STATUS-BEGIN ${line#status }"
+		grep ^net_ /dev/emergency_reset
+		echo "RER-STATUS-END ${line#status }"
+		;;
+	done) break ;;
+	esac
+done
+dmesg | grep 'network trigger' | sed 's/^/RER-DMESG /'
+"#;
+
+/// The `net_` status lines, asked for on the console ([`STATUS_LOOP`]).
+fn status(vm: &mut Vm, ask: &mut u32) -> BTreeMap<String, String> {
+    *ask += 1;
+    let n = *ask;
+    vm.serial_write(format!("status {n}\n").as_bytes());
+    let end = format!("RER-STATUS-END {n}");
+    assert!(
+        vm.wait_for_within(&end, Duration::from_secs(30)),
+        "no status {n} from the guest:\n{}",
+        qemu_tests::tail(vm.console(), 30)
+    );
+    let console = vm.console();
+    let begin = console
+        .rfind(&format!("RER-STATUS-BEGIN {n}\n"))
+        .expect("status begin");
+    let stop = console.rfind(&end).unwrap();
+    console[begin..stop]
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The counters of a status: accepted and each drop reason.
+fn counters(s: &BTreeMap<String, String>) -> [u64; 5] {
+    let get = |k: &str| -> u64 {
+        s.get(k)
+            .unwrap_or_else(|| panic!("no {k} in the status {s:?}"))
+            .parse()
+            .unwrap()
+    };
+    [
+        get("net_accepted"),
+        get("net_dropped.malformed"),
+        get("net_dropped.window"),
+        get("net_dropped.bad_mac"),
+        get("net_dropped.replayed"),
+    ]
+}
+
+/// Sends `payload` from the guest's network namespace to `to`.
+fn send_raw(vm: &Vm, to: SocketAddr, payload: &[u8]) {
+    vm.net_socket(to).send(payload).unwrap();
+}
+
+fn v4(port: u16) -> SocketAddr {
+    SocketAddr::new(GUEST_V4.parse().unwrap(), port)
+}
+
+fn v6(port: u16) -> SocketAddr {
+    SocketAddr::new(GUEST_V6.parse().unwrap(), port)
+}
+
+/// A datagram made by the sender's library: `command` at `time`, signed for
+/// `dest`:`port` with `key`.
+fn datagram(key: &[u8], command: &str, time: u64, dest: &str, port: u16) -> Vec<u8> {
+    let dest: IpAddr = dest.parse().unwrap();
+    send::packet(key, command, time, &nonce(), dest, port).into_bytes()
+}
+
+/// The sender, run in the guest's network namespace.
+fn run_sender(vm: &Vm, key: &Key, to: &str) {
+    let out = vm
+        .net_command(Vm::sender().to_str().unwrap())
+        .args(["--key-file", key.file.to_str().unwrap(), "--to", to])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sender --to {to}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The admin guide's shell one-liner, its first line (the settings) set for
+/// this guest, run in the guest's network namespace.
+fn run_one_liner(vm: &Vm, key: &Key, to: &str) {
+    let guide = fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../Documentation/admin-guide/emergency-reset.rst"),
+    )
+    .unwrap();
+    let begin = guide
+        .find(".. net-one-liner-begin")
+        .expect("one-liner in the guide");
+    let end = guide.find(".. net-one-liner-end").unwrap();
+    let block: Vec<&str> = guide[begin..end]
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with(".."))
+        .collect();
+    assert!(
+        block[0].starts_with("key_file=") && block.len() >= 3,
+        "{block:?}"
+    );
+    let script = format!(
+        "set -e\nkey_file={} to={to} port={PORT}\n{}\n",
+        key.file.display(),
+        block[1..].join("\n")
+    );
+    let out = vm.net_command("sh").args(["-c", &script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "the one-liner failed: {}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A guest whose userspace dies, reset by `send` with the datagram from `from`.
+fn dead_userspace_reset(name: &str, from: &str, send: impl FnOnce(&Vm, &Key)) {
+    let inputs = Inputs::from_env();
+    let key = Key::new(&inputs, name);
+    let scenario = format!("{}{STUCK_REBOOT}{USERSPACE_DIES}", arm(&key, ""));
+    let guest = Guest::new(name, &inputs, &scenario)
+        .network(&inputs)
+        .with_module(inputs.test_module("rer_oops_transition"))
+        .timeout(Duration::from_secs(120));
+    let mut vm = Vm::boot(&guest, &inputs);
+    let dies = vm.wait_for("RER-USERSPACE-DIES");
+    let console = vm.console().to_string();
+    assert!(
+        dies,
+        "the guest never got to kill its userspace:\n{}",
+        qemu_tests::tail(&console, 30)
+    );
+    // The fault is in place: the oops holding the lock, reboot -f stuck behind it.
+    assert!(console.contains(NET_UP), "no network");
+    assert!(console.contains("RER-NET-ARMED boot=1 rc=0"), "not armed");
+    assert!(console.contains("BUG: kernel NULL pointer dereference"));
+    assert!(
+        console.contains("RER-REBOOT-STATE D "),
+        "reboot -f not stuck in D state"
+    );
+    // /init is now in reboot(2) behind the same mutex.
+    thread::sleep(Duration::from_secs(2));
+    send(&vm, &key);
+    let out = vm.finish();
+    out.assert_reset();
+    assert!(
+        out.saw(&format!(
+            "resetting now: trigger udp from {from}, method kbd"
+        )),
+        "no log line naming the network trigger and its source"
+    );
+    assert!(!out.saw("RER-INIT-RETURNED"), "/init's reboot returned");
+    assert!(!out.saw(DONE));
+}
+
+#[test]
+fn dead_userspace_is_reset_by_the_sender_over_ipv4() {
+    dead_userspace_reset("net_sender_v4", HOST_V4, |vm, key| {
+        run_sender(vm, key, &format!("{GUEST_V4}:{PORT}"))
+    });
+}
+
+#[test]
+fn dead_userspace_is_reset_by_the_sender_over_ipv6() {
+    dead_userspace_reset("net_sender_v6", HOST_V6, |vm, key| {
+        run_sender(vm, key, &format!("[{GUEST_V6}]:{PORT}"))
+    });
+}
+
+#[test]
+fn dead_userspace_is_reset_by_the_one_liner_over_ipv4() {
+    dead_userspace_reset("net_one_liner_v4", HOST_V4, |vm, key| {
+        run_one_liner(vm, key, GUEST_V4)
+    });
+}
+
+#[test]
+fn dead_userspace_is_reset_by_the_one_liner_over_ipv6() {
+    dead_userspace_reset("net_one_liner_v6", HOST_V6, |vm, key| {
+        run_one_liner(vm, key, GUEST_V6)
+    });
+}
+
+/// A guest on which the 8042 does nothing (`i8042=off`): a datagram that is
+/// accepted with `reset-kbd` is counted and fails (`EIO`), and the guest
+/// lives to show what every other datagram did.
+fn alive_guest(name: &str, inputs: &Inputs, key: &Key) -> Vm {
+    let scenario = format!("{}{STATUS_LOOP}", arm(key, ""));
+    let guest = Guest::new(name, inputs, &scenario)
+        .machine("q35,i8042=off")
+        .network(inputs)
+        .timeout(Duration::from_secs(300));
+    let mut vm = Vm::boot(&guest, inputs);
+    assert!(
+        vm.wait_for("RER-READY"),
+        "the guest never got ready:\n{}",
+        qemu_tests::tail(vm.console(), 30)
+    );
+    assert!(vm.console().contains(NET_UP), "no network");
+    assert!(
+        vm.console().contains("RER-NET-ARMED boot=1 rc=0"),
+        "not armed"
+    );
+    vm
+}
+
+/// Sends one datagram and checks that the counters moved by exactly `delta`
+/// (accepted, malformed, window, bad_mac, replayed). The guest handles a
+/// datagram before it reads the next console line, but the console and the
+/// network are separate queues: ask until the counters move or 10 s pass.
+fn expect(
+    vm: &mut Vm,
+    ask: &mut u32,
+    before: &mut [u64; 5],
+    what: &str,
+    to: SocketAddr,
+    payload: &[u8],
+    delta: [u64; 5],
+) {
+    send_raw(vm, to, payload);
+    let want: Vec<u64> = before.iter().zip(delta).map(|(b, d)| b + d).collect();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = counters(&status(vm, ask));
+        if now.as_slice() == want.as_slice() || Instant::now() > until {
+            assert_eq!(
+                now.as_slice(),
+                want.as_slice(),
+                "{what}: counters (accepted, malformed, window, bad_mac, replayed)"
+            );
+            *before = now;
+            return;
+        }
+        thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn every_datagram_that_must_not_reset_is_dropped_and_counted() {
+    let inputs = Inputs::from_env();
+    let key = Key::new(&inputs, "net_refusals");
+    let mut vm = alive_guest("net_refusals", &inputs, &key);
+    let mut ask = 0;
+    let first = status(&mut vm, &mut ask);
+    assert_eq!(first["net_port"], PORT.to_string(), "{first:?}");
+    assert_eq!(first["net_window"], "30", "{first:?}");
+    let armed: u64 = first["net_armed_since_ms"].parse().unwrap();
+    let mut c = counters(&first);
+    assert_eq!(c, [0; 5]);
+    let k = &key.bytes;
+    let [a, malformed, window, bad_mac, replayed] = [
+        [1, 0, 0, 0, 0],
+        [0, 1, 0, 0, 0],
+        [0, 0, 1, 0, 0],
+        [0, 0, 0, 1, 0],
+        [0, 0, 0, 0, 1],
+    ];
+    let none = [0; 5];
+
+    // Signed before the module was loaded, though within the window: a
+    // datagram captured before the last boot.
+    let old = datagram(k, "reset-kbd", armed - 1, GUEST_V4, PORT);
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "before load",
+        v4(PORT),
+        &old,
+        replayed,
+    );
+    let other_key = random_bytes(32);
+    let p = datagram(&other_key, "reset-kbd", now_ms(), GUEST_V4, PORT);
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "wrong key",
+        v4(PORT),
+        &p,
+        bad_mac,
+    );
+    let p = datagram(k, "reset-kbd", now_ms(), "192.0.2.99", PORT);
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "another address",
+        v4(PORT),
+        &p,
+        bad_mac,
+    );
+    let p = datagram(k, "reset-kbd", now_ms(), "2001:db8::99", PORT);
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "another v6 address",
+        v6(PORT),
+        &p,
+        bad_mac,
+    );
+    let p = datagram(k, "reset-kbd", now_ms(), GUEST_V4, PORT + 1);
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "signed for another port",
+        v4(PORT),
+        &p,
+        bad_mac,
+    );
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "to another port",
+        v4(PORT + 1),
+        &p,
+        none,
+    );
+    let p = datagram(
+        k,
+        "reset-kbd",
+        now_ms() - WINDOW_MS - 15_000,
+        GUEST_V4,
+        PORT,
+    );
+    expect(&mut vm, &mut ask, &mut c, "too old", v4(PORT), &p, window);
+    let p = datagram(
+        k,
+        "reset-kbd",
+        now_ms() + WINDOW_MS + 15_000,
+        GUEST_V4,
+        PORT,
+    );
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "from the future",
+        v4(PORT),
+        &p,
+        window,
+    );
+    let good = datagram(k, "reset-kbd", now_ms(), GUEST_V4, PORT);
+    let cut = &good[..good.len() - 10];
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "truncated",
+        v4(PORT),
+        cut,
+        malformed,
+    );
+    let mut long = good.clone();
+    long.pop();
+    long.extend_from_slice(&[b'0'; 200]);
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "over-long",
+        v4(PORT),
+        &long,
+        malformed,
+    );
+    let upper = String::from_utf8(good.clone()).unwrap().to_uppercase();
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "upper case",
+        v4(PORT),
+        upper.as_bytes(),
+        malformed,
+    );
+    let bad_method = datagram(k, "reset-nosuch", now_ms(), GUEST_V4, PORT);
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "unknown method",
+        v4(PORT),
+        &bad_method,
+        malformed,
+    );
+    expect(&mut vm, &mut ask, &mut c, "empty", v4(PORT), b"", malformed);
+    assert!(!vm.console().contains("resetting now"), "a reset was tried");
+
+    // Accepted: the reset is tried (kbd does nothing here: EIO) and counted.
+    expect(&mut vm, &mut ask, &mut c, "accepted", v4(PORT), &good, a);
+    assert!(
+        vm.wait_for_within("reset failed", Duration::from_secs(10)),
+        "no attempt"
+    );
+    // The same bytes again, and an older valid datagram: replays.
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "replayed",
+        v4(PORT),
+        &good,
+        replayed,
+    );
+    let older = datagram(k, "reset-kbd", now_ms() - 5_000, GUEST_V4, PORT);
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "older",
+        v4(PORT),
+        &older,
+        replayed,
+    );
+    // IPv6 too.
+    let good6 = datagram(k, "reset-kbd", now_ms(), GUEST_V6, PORT);
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "accepted over IPv6",
+        v6(PORT),
+        &good6,
+        a,
+    );
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "replayed over IPv6",
+        v6(PORT),
+        &good6,
+        replayed,
+    );
+    // A datagram signed for IPv4 sent over IPv6: another address.
+    let p = datagram(k, "reset-kbd", now_ms(), GUEST_V4, PORT);
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "v4-signed over IPv6",
+        v6(PORT),
+        &p,
+        bad_mac,
+    );
+
+    vm.serial_write(b"done\n");
+    let out = vm.finish();
+    out.assert_alive();
+    assert_eq!(
+        out.lines_with("resetting now: trigger udp from").len(),
+        2,
+        "one attempt per accepted datagram"
+    );
+    assert!(out.saw(&format!(
+        "resetting now: trigger udp from {HOST_V6}, method kbd"
+    )));
+    let logged = out.lines_with("RER-DMESG");
+    assert!(
+        logged.iter().any(|l| l.contains(&format!(
+            "dropped a datagram from {HOST_V4} to port {PORT}: bad_mac"
+        ))),
+        "{logged:?}"
+    );
+}
+
+#[test]
+fn a_datagram_replayed_after_the_reset_and_reboot_is_refused() {
+    let inputs = Inputs::from_env();
+    let key = Key::new(&inputs, "net_replay_reboot");
+    let scenario = format!(
+        "{}if [ \"$RER_BOOT\" = 1 ]; then echo RER-READY-1; sleep 100; fi\n{STATUS_LOOP}",
+        arm(&key, "")
+    );
+    let guest = Guest::new("net_replay_reboot", &inputs, &scenario)
+        .network(&inputs)
+        .boots(2)
+        .timeout(Duration::from_secs(240));
+    let mut vm = Vm::boot(&guest, &inputs);
+    assert!(vm.wait_for("RER-READY-1"), "boot 1 never got ready");
+    let captured = datagram(&key.bytes, "reset", now_ms(), GUEST_V4, PORT);
+    send_raw(&vm, v4(PORT), &captured);
+    assert!(
+        vm.wait_for("RER-NET-ARMED boot=2 rc=0"),
+        "boot 2 never armed:\n{}",
+        qemu_tests::tail(vm.console(), 30)
+    );
+    assert!(vm.wait_for("RER-READY"), "boot 2 never got ready");
+    let mut ask = 0;
+    let mut c = counters(&status(&mut vm, &mut ask));
+    assert_eq!(c, [0; 5]);
+    expect(
+        &mut vm,
+        &mut ask,
+        &mut c,
+        "replayed after the reboot",
+        v4(PORT),
+        &captured,
+        [0, 0, 0, 0, 1],
+    );
+    vm.serial_write(b"done\n");
+    let out = vm.finish();
+    assert_eq!(out.guest_resets(), 1, "boot 1 reset, boot 2 lives");
+    out.assert_alive();
+    assert!(out.saw(&format!(
+        "resetting now: trigger udp from {HOST_V4}, method kbd"
+    )));
+}
+
+/// Whether `line` is a well-formed datagram, by the wire format's text
+/// written out with std (independent of `logic/src/packet.rs`): its time.
+fn well_formed(payload: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let f: Vec<&str> = text.split(' ').collect();
+    let hexlen = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let command_ok = f.get(1).is_some_and(|c| {
+        [
+            "reset",
+            "reset-kbd",
+            "reset-acpi",
+            "reset-cf9",
+            "reset-triple",
+        ]
+        .contains(c)
+    });
+    let time = f.get(2)?;
+    let time_ok = !time.is_empty()
+        && time.bytes().all(|b| b.is_ascii_digit())
+        && (time == &"0" || !time.starts_with('0'));
+    (f.len() == 5
+        && f[0] == "ERST1"
+        && command_ok
+        && time_ok
+        && hexlen(f[3], 16)
+        && hexlen(f[4], 64))
+    .then(|| time.parse().ok())
+    .flatten()
+}
+
+/// A small, seeded generator (xorshift), so that a failing run can be repeated.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Random bytes, or a valid datagram (of the right key, address and port)
+/// with one random mutation that changes it.
+fn random_datagram(rng: &mut Rng, key: &[u8]) -> Vec<u8> {
+    if rng.below(4) == 0 {
+        let n = rng.below(200);
+        return (0..n).map(|_| rng.next() as u8).collect();
+    }
+    let commands = ["reset", "reset-kbd", "reset-cf9"];
+    let time = now_ms() - 5_000 + rng.below(10_000) as u64;
+    let good = datagram(key, commands[rng.below(3)], time, GUEST_V4, PORT);
+    loop {
+        let mut p = good.clone();
+        let at = rng.below(p.len());
+        match rng.below(5) {
+            0 => p[at] ^= 1 << rng.below(8),
+            1 => p[at] = b"0123456789abcdef ERSTx\n"[rng.below(23)],
+            2 => {
+                p.remove(at);
+            }
+            3 => p.insert(at, rng.next() as u8),
+            _ => p.truncate(at),
+        }
+        if p != good {
+            return p;
+        }
+    }
+}
+
+#[test]
+fn ten_thousand_random_and_mutated_datagrams_reset_nothing_and_are_all_counted() {
+    let inputs = Inputs::from_env();
+    let key = Key::new(&inputs, "net_random");
+    let mut vm = alive_guest("net_random", &inputs, &key);
+    let seed = now_ms() | 1;
+    eprintln!("net_random: seed {seed}");
+    let mut rng = Rng(seed);
+    let mut ask = 0;
+    let (mut malformed, mut other) = (0u64, 0u64);
+    let to = v4(PORT);
+    let socket = vm.net_socket(to);
+    const TOTAL: u64 = 10_000;
+    const BATCH: u64 = 250;
+    let mut sent = 0;
+    while sent < TOTAL {
+        for _ in 0..BATCH {
+            let p = random_datagram(&mut rng, &key.bytes);
+            match well_formed(&p) {
+                None => malformed += 1,
+                Some(_) => other += 1,
+            }
+            socket.send(&p).unwrap();
+        }
+        sent += BATCH;
+        // The guest keeps up before the next batch: nothing is lost in a queue.
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let c = counters(&status(&mut vm, &mut ask));
+            if c.iter().sum::<u64>() >= sent || Instant::now() > until {
+                assert_eq!(c.iter().sum::<u64>(), sent, "datagrams counted: {c:?}");
+                break;
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let c = counters(&status(&mut vm, &mut ask));
+    vm.serial_write(b"done\n");
+    let out = vm.finish();
+    out.assert_alive();
+    eprintln!(
+        "net_random: {TOTAL} datagrams: malformed {}, window {}, bad_mac {}, replayed {}, accepted {}",
+        c[1], c[2], c[3], c[4], c[0]
+    );
+    assert_eq!(c[0], 0, "none accepted");
+    assert_eq!(c[4], 0, "none replayed (no valid MAC among them)");
+    assert_eq!(c[1], malformed, "malformed, as the wire format says");
+    assert_eq!(c[2] + c[3], other, "well formed: a bad time or a bad MAC");
+    assert!(!out.saw("resetting now"));
+}
