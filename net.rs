@@ -441,11 +441,19 @@ fn on_packet(family: Family, skb: *const bindings::sk_buff) -> c_uint {
     CHECK_NS.fetch_add(ffi::now_ns().wrapping_sub(start), Ordering::Relaxed);
     CHECKED.fetch_add(1, Ordering::Relaxed);
     match verdict {
-        Ok(method) => {
-            if let Err(e) = emergency_reset(Trigger::Net(source), method) {
-                pr_emerg!("network trigger from {}: reset failed: {:?}\n", source, e);
+        Ok(method) => match emergency_reset(Trigger::Net(source), method) {
+            Err(e) if e == EBUSY => {
+                pr_emerg!(
+                    "network trigger from {}: another reset is under way\n",
+                    source
+                )
             }
-        }
+            Err(_) => pr_emerg!(
+                "network trigger from {}: reset failed: no method reset the machine\n",
+                source
+            ),
+            Ok(()) => {}
+        },
         Err(why) => {
             if DROPS_LOG.allow(ffi::now_ns()) {
                 pr_warn!(
