@@ -771,7 +771,8 @@ fn ten_thousand_random_and_mutated_datagrams_reset_nothing_and_are_all_counted()
             thread::sleep(Duration::from_millis(500));
         }
     }
-    let c = counters(&status(&mut vm, &mut ask));
+    let last = status(&mut vm, &mut ask);
+    let c = counters(&last);
     vm.serial_write(b"done\n");
     let out = vm.finish();
     out.assert_alive();
