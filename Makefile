@@ -184,7 +184,8 @@ bench: setup
 
 # The same module against a kernel with PROVE_LOCKING and DEBUG_ATOMIC_SLEEP
 # (its own cache key; `make check` runs this last): the engine, the reset
-# path (oops, panic, NMI, unload), last words, and the checker's self-test;
+# path (oops, panic, NMI, unload), last words, the network trigger's packet
+# path (softirq), and the checker's self-test;
 # any lock report fails a run. Built from copies of the sources, so the
 # normal .ko files stay as they are. Serial logs: target/serial-logs/test-lockdep.
 LOCKDEP_FRAGMENT := $(CURDIR)/scripts/lockdep.config
@@ -198,11 +199,12 @@ check-lockdep-run:
 	install -D -m 644 -t $(LOCKDEP_OUT)/test-modules $(TEST_MODULES)/Kbuild $(TEST_MODULES)/*.rs
 	$(MAKE) -C $(LOCKDEP_KDIR) M=$(LOCKDEP_MOD) LLVM=$(LLVM) modules
 	$(MAKE) -C $(LOCKDEP_KDIR) M=$(LOCKDEP_OUT)/test-modules LLVM=$(LLVM) modules
+	$(MAKE) sender
 	cd qemu-tests && RER_KDIR=$(LOCKDEP_KDIR) RER_MODULE=$(LOCKDEP_MOD)/rust_emergency_reset.ko \
 		RER_KERNEL=$(LOCKDEP_KDIR)/arch/x86/boot/bzImage RER_KERNEL_NAME=test-lockdep \
-		RER_TEST_MODULES=$(LOCKDEP_OUT)/test-modules \
+		RER_TEST_MODULES=$(LOCKDEP_OUT)/test-modules RER_SENDER=$(SENDER) \
 		cargo test --release --no-fail-fast --test engine --test lockdep --test reset_path \
-		--test last_words -- --test-threads=2
+		--test last_words --test network -- --test-threads=2
 
 check-lockdep: setup
 	$(MAKE) check-lockdep-run

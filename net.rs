@@ -187,8 +187,10 @@ struct PreparedKey(UnsafeCell<bindings::hmac_sha256_key>);
 // `rcu_read_lock()`); the hooks only read it.
 unsafe impl Sync for PreparedKey {}
 
-// SAFETY: `struct hmac_sha256_key` is two arrays of `u32`: all zeros is a valid value.
-static KEY: PreparedKey = PreparedKey(UnsafeCell::new(unsafe { core::mem::zeroed() }));
+static KEY: PreparedKey = PreparedKey(UnsafeCell::new(
+    // SAFETY: `struct hmac_sha256_key` is two arrays of `u32`: all zeros is a valid value.
+    unsafe { core::mem::zeroed() },
+));
 
 /// What the hooks read: the port and the acceptance state.
 struct Net {
