@@ -787,3 +787,94 @@ fn ten_thousand_random_and_mutated_datagrams_reset_nothing_and_are_all_counted()
     assert_eq!(c[2] + c[3], other, "well formed: a bad time or a bad MAC");
     assert!(!out.saw("resetting now"));
 }
+
+#[test]
+fn bad_parameters_fail_the_load_and_the_key_is_never_shown() {
+    let inputs = Inputs::from_env();
+    let key = "00112233445566778899aabbccddeeff";
+    let try_load = |label: &str, params: &str| {
+        format!(
+            "insmod /modules/rust_emergency_reset.ko {params} 2>/tmp/err; \
+             echo \"RER-LOAD {label} rc=$? $(cat /tmp/err)\"; rmmod rust_emergency_reset 2>/dev/null\n"
+        )
+    };
+    let mut scenario = String::new();
+    for (label, params) in [
+        ("no-key", "net_port=5555".to_string()),
+        ("short-key", format!("net_port=5555 net_key={}", &key[..30])),
+        ("odd-key", format!("net_port=5555 net_key={key}0")),
+        (
+            "not-hex",
+            format!("net_port=5555 net_key={}", key.replace('a', "g")),
+        ),
+        (
+            "long-key",
+            format!("net_port=5555 net_key={}00", key.repeat(4)),
+        ),
+        ("port", format!("net_port=70000 net_key={key}")),
+        ("negative-port", format!("net_port=-1 net_key={key}")),
+        (
+            "window",
+            format!("net_port=5555 net_key={key} net_window=0"),
+        ),
+    ] {
+        scenario += &try_load(label, &params);
+    }
+    scenario += &format!(
+        "insmod /modules/rust_emergency_reset.ko net_key={key}\n\
+         echo \"RER-KEY-ONLY rc=$? $(grep ^net_port /dev/emergency_reset)\"\n\
+         rmmod rust_emergency_reset\n\
+         insmod /modules/rust_emergency_reset.ko net_port=5555 net_key={key}\n\
+         echo \"RER-ARMED rc=$?\"\n\
+         echo \"RER-PARAMS $(ls /sys/module/rust_emergency_reset/parameters | tr '\\n' ' ')\"\n\
+         echo \"RER-KEY-IN-SYSFS $(grep -rl {key} /sys/module/rust_emergency_reset/ 2>/dev/null | wc -l)\"\n\
+         dmesg | grep rust_emergency_reset | sed 's/^/RER-DMESG /'\n"
+    );
+    let guest = Guest::new("net_bad_parameters", &inputs, &scenario).network(&inputs);
+    let out = qemu_tests::run(&guest, &inputs);
+    out.assert_alive();
+    for label in [
+        "no-key",
+        "short-key",
+        "odd-key",
+        "not-hex",
+        "long-key",
+        "port",
+        "negative-port",
+        "window",
+    ] {
+        let line = out.line_starting(&format!("RER-LOAD {label} "));
+        assert!(
+            !line.contains("rc=0 ") && line.contains("Invalid argument"),
+            "{label}: {line}"
+        );
+    }
+    let dmesg = out.lines_with("RER-DMESG").join("\n");
+    for why in [
+        "net_port=5555 needs net_key=, 32 to 128 hex digits",
+        "net_port=70000: must be 0 (off) or a UDP port, 1 to 65535",
+        "net_port=-1: must be 0 (off) or a UDP port, 1 to 65535",
+        "net_window=0: must be 1 to 86400 seconds",
+        "net_key= is set but net_port= is not: the network trigger is off",
+        "network trigger armed: UDP port 5555",
+    ] {
+        assert!(dmesg.contains(why), "no \"{why}\" in the log:\n{dmesg}");
+    }
+    let key_only = out.line_starting("RER-KEY-ONLY ");
+    assert!(
+        key_only.contains("rc=0") && key_only.contains("net_port: off"),
+        "{key_only}"
+    );
+    assert!(out.saw_line("RER-ARMED rc=0"));
+    let params = out.line_starting("RER-PARAMS ");
+    assert!(
+        params.contains("methods"),
+        "the check sees parameters: {params}"
+    );
+    assert!(
+        !params.contains("net_key"),
+        "net_key has a sysfs file: {params}"
+    );
+    assert!(out.saw_line("RER-KEY-IN-SYSFS 0"));
+    assert!(!dmesg.contains(key), "the key reached the kernel log");
+}
