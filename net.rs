@@ -86,6 +86,7 @@ use crate::{
         parse_port,
         parse_window,
         Addr,
+        BadKey,
         Gate,
         NetStatus,
         MAX_PAYLOAD, //
@@ -254,11 +255,18 @@ pub(crate) fn register(port: i32, window: i32) -> Result<Option<NetHooks>> {
         EINVAL
     })?;
     let mut key = key.map_err(|why| {
-        pr_err!(
-            "net_port={} needs net_key=, 32 to 128 hex digits: {}\n",
-            port,
-            why.as_str()
-        );
+        match why {
+            BadKey::Length(n) => pr_err!(
+                "net_port={} needs net_key=, 32 to 128 hex digits: {} given\n",
+                port,
+                n
+            ),
+            _ => pr_err!(
+                "net_port={} needs net_key=, 32 to 128 hex digits: {}\n",
+                port,
+                why.as_str()
+            ),
+        }
         EINVAL
     })?;
     // SAFETY: no hook is registered yet, so nothing reads `KEY`; the raw key is valid for its
