@@ -149,7 +149,7 @@ fn headers_of_the_wrong_length_are_refused() {
 }
 
 #[test]
-fn random_bytes_never_panic() {
+fn fuzz_random_headers_never_panic() {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let iterations = crate::fuzz::iterations();
     for _ in 0..iterations {
