@@ -129,6 +129,14 @@ fn cell(fault: Fault, trigger: Trigger, want: Option<Expect>) {
         .with_module(inputs.test_module(fault.module()))
         .timeout(Duration::from_secs(30));
     let out = run_cell(guest, trigger, &inputs);
+    // The guest booted and loaded our module: a guest that never came up (or
+    // a QEMU that exited) cannot pass for "no CPU runs userspace".
+    assert!(
+        out.saw(qemu_tests::BOOTED) && out.saw_line("RER-ARMING"),
+        "{name}: the guest never booted and loaded the module (ending {:?}, log {})",
+        out.ending,
+        out.log.display()
+    );
     let expect = want.unwrap_or_else(|| by_irq_cpu(&out, trigger));
     let got = observed(&out, trigger);
     assert_eq!(
@@ -137,6 +145,15 @@ fn cell(fault: Fault, trigger: Trigger, want: Option<Expect>) {
         "{name}: expected {expect:?}, observed {got:?} (log {})",
         out.log.display()
     );
+    if trigger.log_name().is_none() {
+        // An anchor's verdict is the anchor's own: our module (armed with nmi=1) did nothing.
+        assert!(
+            out.reset_attempts().is_empty(),
+            "{name}: an anchor cell, yet our module tried a reset: {:?} (log {})",
+            out.reset_attempts(),
+            out.log.display()
+        );
+    }
     if got == Expect::Reset {
         if let Some(ours) = trigger.log_name() {
             // The reset line is best effort: on a broken guest another CPU may hold the
