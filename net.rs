@@ -280,6 +280,7 @@ pub(crate) fn register(port: i32, window: i32) -> Result<Option<NetHooks>> {
         port,
         gate: Gate::new(loaded_ms, window),
     }) {
+        wipe_prepared_key();
         return Err(EBUSY);
     }
     // SAFETY: `init_net` lives as long as the kernel; `HOOK_V4` is a static that stays until
@@ -287,6 +288,7 @@ pub(crate) fn register(port: i32, window: i32) -> Result<Option<NetHooks>> {
     let v4 = unsafe { nf_register_net_hook(init_net(), HOOK_V4.get()) };
     if v4 != 0 {
         pr_err!("cannot register the IPv4 hook: {}\n", v4);
+        wipe_prepared_key();
         return Err(Error::from_errno(v4));
     }
     // SAFETY: as above, for `HOOK_V6`.
@@ -319,12 +321,18 @@ impl Drop for NetHooks {
         // Hooks run under `rcu_read_lock()`: after a grace period none runs any more.
         // SAFETY: process context (module exit), no lock held.
         unsafe { bindings::synchronize_rcu() };
-        let p = KEY.0.get().cast::<u8>();
-        for i in 0..size_of::<bindings::hmac_sha256_key>() {
-            // SAFETY: inside `KEY`, which no hook reads any more (above); volatile, so that the
-            // wipe is not optimised away.
-            unsafe { p.add(i).write_volatile(0) };
-        }
+        wipe_prepared_key();
+    }
+}
+
+/// Overwrites the prepared key with zeros; only while no hook can read it
+/// (none registered yet, or all unregistered and a grace period passed).
+fn wipe_prepared_key() {
+    let p = KEY.0.get().cast::<u8>();
+    for i in 0..size_of::<bindings::hmac_sha256_key>() {
+        // SAFETY: inside `KEY`, which no hook reads (the callers' condition); volatile, so that
+        // the wipe is not optimised away.
+        unsafe { p.add(i).write_volatile(0) };
     }
 }
 
