@@ -878,3 +878,64 @@ fn bad_parameters_fail_the_load_and_the_key_is_never_shown() {
     assert!(out.saw_line("RER-KEY-IN-SYSFS 0"));
     assert!(!dmesg.contains(key), "the key reached the kernel log");
 }
+
+#[test]
+fn unloading_while_datagrams_arrive_leaves_no_hook_behind() {
+    let inputs = Inputs::from_env();
+    let key = Key::new(&inputs, "net_unload");
+    let scenario = format!(
+        "echo RER-CYCLES\ni=0\nwhile [ $i -lt 20 ]; do\n\
+         \tinsmod /modules/rust_emergency_reset.ko net_port={PORT} net_key={} || echo RER-LOAD-FAILED\n\
+         \tsleep 0.2\n\
+         \trmmod rust_emergency_reset || echo RER-UNLOAD-FAILED\n\
+         \ti=$((i + 1))\ndone\n\
+         echo \"RER-CYCLES-DONE $(grep -c rust_emergency_reset /proc/modules)\"\nsleep 5\n",
+        key.hex
+    );
+    let guest = Guest::new("net_unload", &inputs, &scenario)
+        .network(&inputs)
+        .timeout(Duration::from_secs(120));
+    let mut vm = Vm::boot(&guest, &inputs);
+    assert!(vm.wait_for("RER-CYCLES"), "never started");
+    // Datagrams that go all the way to the MAC check, while the module comes and goes.
+    let socket = vm.net_socket(v4(PORT));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        let wrong = random_bytes(32);
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let p = datagram(&wrong, "reset", now_ms(), GUEST_V4, PORT);
+                // While the module is out, the guest answers ICMP port unreachable, which the
+                // next send on this socket reports (ECONNREFUSED): the datagram got there.
+                if socket.send(&p).is_ok() {
+                    n += 1;
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+            n
+        })
+    };
+    let done = vm.wait_for("RER-CYCLES-DONE 0");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert!(done, "{}", qemu_tests::tail(vm.console(), 30));
+    // With the module gone, a valid datagram is just a datagram.
+    send_raw(
+        &vm,
+        v4(PORT),
+        &datagram(&key.bytes, "reset", now_ms(), GUEST_V4, PORT),
+    );
+    let out = vm.finish();
+    out.assert_alive();
+    eprintln!("net_unload: {sent} datagrams during 20 load/unload cycles");
+    assert!(sent > 100, "only {sent} datagrams sent");
+    assert!(!out.saw("RER-LOAD-FAILED") && !out.saw("RER-UNLOAD-FAILED"));
+    assert_eq!(
+        out.lines_with("network trigger armed").len(),
+        20,
+        "20 loads"
+    );
+    assert!(out.reset_attempts().is_empty());
+}
