@@ -185,9 +185,12 @@ bench: setup
 # The same module against a kernel with PROVE_LOCKING and DEBUG_ATOMIC_SLEEP
 # (its own cache key; `make check` runs this last): the engine, the reset
 # path (oops, panic, NMI, unload), last words, the network trigger's packet
-# path (softirq), and the checker's self-test;
+# path (softirq), the fault matrix with the on_oops and NMI tests, and the
+# checker's self-test (LOCKDEP_TESTS= to run fewer);
 # any lock report fails a run. Built from copies of the sources, so the
 # normal .ko files stay as they are. Serial logs: target/serial-logs/test-lockdep.
+LOCKDEP_TESTS = --test engine --test lockdep --test reset_path --test last_words --test network \
+	--test faults
 LOCKDEP_FRAGMENT := $(CURDIR)/scripts/lockdep.config
 LOCKDEP_KDIR = $(shell scripts/build-kernel.sh --print-dir $(LOCKDEP_FRAGMENT))
 LOCKDEP_OUT := $(CURDIR)/qemu-tests/target/lockdep-build
@@ -203,8 +206,7 @@ check-lockdep-run:
 	cd qemu-tests && RER_KDIR=$(LOCKDEP_KDIR) RER_MODULE=$(LOCKDEP_MOD)/rust_emergency_reset.ko \
 		RER_KERNEL=$(LOCKDEP_KDIR)/arch/x86/boot/bzImage RER_KERNEL_NAME=test-lockdep \
 		RER_TEST_MODULES=$(LOCKDEP_OUT)/test-modules RER_SENDER=$(SENDER) \
-		cargo test --release --no-fail-fast --test engine --test lockdep --test reset_path \
-		--test last_words --test network -- --test-threads=2
+		cargo test --release --no-fail-fast $(LOCKDEP_TESTS) -- --test-threads=2
 
 check-lockdep: setup
 	$(MAKE) check-lockdep-run
