@@ -4,14 +4,18 @@
 //!
 //! ```sh
 //! taskset 1 insmod rer_lockup.ko     # 1 s later, every CPU but CPU 0 spins, interrupts off
-//! insmod rer_lockup.ko all=1         # every CPU spins, interrupts off: never returns
+//! insmod rer_lockup.ko all=1         # 1 s later, every CPU spins, interrupts off
+//! cat /sys/module/rer_lockup/sections/.text   # where they spin: a test compares
+//!                                              # QEMU's view of each vCPU's RIP
 //! ```
 //!
 //! Without `all`, a kernel thread bound to each CPU but CPU 0 sleeps 1 s (so
 //! that the module load, which needs every CPU to answer IPIs, completes) and
-//! then spins with interrupts off. With `all=1`, the other CPUs spin in an IPI
-//! handler (`smp_call_function()`) and the loading CPU then disables its own
-//! interrupts and spins too. Only an NMI reaches such a CPU. Never unloadable.
+//! then spins with interrupts off. With `all=1`, one kernel thread on CPU 0
+//! sleeps 1 s (so that the loader can still say where the module sits), then
+//! sends the other CPUs into a spinning IPI handler (`smp_call_function()`)
+//! and spins too: at once, as CPU 0 keeps the time for the others' sleeps.
+//! Only an NMI reaches such a CPU. Never unloadable.
 
 use kernel::{
     bindings,
@@ -50,12 +54,25 @@ unsafe extern "C" fn spin_ipi(_info: *mut c_void) {
     spin_forever();
 }
 
+/// Kernel thread on CPU 0 for `all=1`: 1 s of sleep, then every CPU's lockup.
+unsafe extern "C" fn spin_all_thread(_data: *mut c_void) -> c_int {
+    // SAFETY: a kthread may sleep.
+    unsafe { bindings::msleep(1000) };
+    // SAFETY: `spin_ipi` is a valid IPI callback (it never returns, deliberately);
+    // `wait` is 0, so this CPU does not wait for the others.
+    unsafe { bindings::smp_call_function(Some(spin_ipi), core::ptr::null_mut(), 0) };
+    spin_forever();
+}
+
 /// Kernel thread bound to one CPU: 1 s of sleep, then the lockup.
 unsafe extern "C" fn spin_thread(_data: *mut c_void) -> c_int {
     // SAFETY: a kthread may sleep.
     unsafe { bindings::msleep(1000) };
     spin_forever();
 }
+
+/// A kernel thread's function.
+type SpinThread = unsafe extern "C" fn(*mut c_void) -> c_int;
 
 struct Lockup;
 
@@ -64,21 +81,20 @@ impl kernel::Module for Lockup {
         // Never unload: the spinning code lives in this module.
         // SAFETY: `module` is this module; taking a reference to it is always allowed.
         unsafe { bindings::__module_get(module.as_ptr()) };
-        if module_parameters::all.value() {
-            pr_emerg!("rer_lockup: locking up every CPU\n");
-            // SAFETY: `spin_ipi` is a valid IPI callback (it never returns, deliberately);
-            // `wait` is 0, so this CPU does not wait for the others.
-            unsafe { bindings::smp_call_function(Some(spin_ipi), core::ptr::null_mut(), 0) };
-            spin_forever();
-        }
+        let all = module_parameters::all.value();
         // SAFETY: `nr_cpu_ids` is set once during boot.
         let cpus = unsafe { bindings::nr_cpu_ids };
-        for cpu in 1..cpus {
-            // SAFETY: `spin_thread` is a valid thread function; the format has one %u for
+        let (function, on): (SpinThread, core::ops::Range<u32>) = if all {
+            (spin_all_thread, 0..1)
+        } else {
+            (spin_thread, 1..cpus)
+        };
+        for cpu in on {
+            // SAFETY: `function` is a valid thread function; the format has one %u for
             // the CPU number, as `kthread_create_on_cpu()` requires.
             let task = unsafe {
                 bindings::kthread_create_on_cpu(
-                    Some(spin_thread),
+                    Some(function),
                     core::ptr::null_mut(),
                     cpu,
                     c"rer_lockup/%u".as_char_ptr(),
@@ -90,7 +106,11 @@ impl kernel::Module for Lockup {
             // SAFETY: a freshly created kthread, woken once.
             unsafe { bindings::wake_up_process(task) };
         }
-        pr_emerg!("rer_lockup: every CPU but this one locks up in 1 s\n");
+        if all {
+            pr_emerg!("rer_lockup: every CPU locks up in 1 s\n");
+        } else {
+            pr_emerg!("rer_lockup: every CPU but CPU 0 locks up in 1 s\n");
+        }
         Ok(Lockup)
     }
 }

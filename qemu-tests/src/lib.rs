@@ -21,7 +21,9 @@
 //! (`rust_emergency_reset.ko`), `RER_TEST_MODULES` (the directory of the
 //! deliberately broken modules), and for a kernel other than the project's test
 //! kernel `RER_KERNEL` (the image to boot) with `RER_KERNEL_NAME` (its release,
-//! e.g. `7.3.4+deb13-amd64` for Debian's own). Serial logs are kept in
+//! e.g. `7.3.4+deb13-amd64` for Debian's own). `RER_QEMU` runs another QEMU
+//! than the `qemu-system-x86_64` on the PATH (for comparing releases; `make
+//! check` never sets it). Serial logs are kept in
 //! `target/serial-logs/<kernel>/<test>.log`.
 
 use serde_json::Value;
@@ -464,8 +466,63 @@ pub struct Outcome {
     /// QEMU's timestamps of the guest's resets, in order (see
     /// [`Outcome::guest_resets`]).
     pub guest_reset_times: Vec<SystemTime>,
+    /// QEMU's view of the vCPUs when the run ended with the VM still running
+    /// ([`Ending::TimedOut`], [`Ending::Done`]); empty otherwise, or when QEMU
+    /// did not answer.
+    pub vcpus_at_end: Vec<VCpu>,
     /// [`Outcome::serial`] mended ([`acpi::mend`]), made on first use.
     mended: std::sync::OnceLock<String>,
+}
+
+/// One vCPU as QEMU's `info registers -a` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VCpu {
+    /// QEMU's CPU index (`CPU#n`), the guest's CPU number here.
+    pub index: usize,
+    /// The instruction pointer.
+    pub rip: u64,
+    /// `RFLAGS.IF`: whether the CPU takes maskable interrupts.
+    pub interrupts_on: bool,
+    /// Whether the CPU is halted (`HLT=1`: idle, waiting for an interrupt).
+    pub halted: bool,
+}
+
+impl VCpu {
+    /// Spinning with interrupts off at an address in `text`: the lockup of
+    /// `rer_lockup`, seen from outside the guest.
+    pub fn spins_in(&self, text: std::ops::Range<u64>) -> bool {
+        !self.interrupts_on && !self.halted && text.contains(&self.rip)
+    }
+
+    /// The vCPUs in the text of `info registers -a` (`CPU#0` then a line
+    /// starting `RIP=ffffffff81000000 RFL=00000246 ... HLT=0`).
+    pub fn parse_all(text: &str) -> Vec<VCpu> {
+        let mut cpus = Vec::new();
+        let mut index = None;
+        for line in text.lines() {
+            if let Some(n) = line.strip_prefix("CPU#") {
+                index = n.trim().parse().ok();
+            } else if let (Some(i), Some(rest)) = (index, line.strip_prefix("RIP=")) {
+                let field = |name: &str| {
+                    rest.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .unwrap_or_else(|| panic!("no {name} in QEMU's {line:?}"))
+                };
+                let hex = |v: &str| {
+                    u64::from_str_radix(v, 16).unwrap_or_else(|_| panic!("QEMU's {line:?}"))
+                };
+                let rip = hex(rest.split_whitespace().next().unwrap_or(""));
+                cpus.push(VCpu {
+                    index: i,
+                    rip,
+                    interrupts_on: hex(field("RFL=")) & 0x200 != 0,
+                    halted: field("HLT=") == "1",
+                });
+                index = None;
+            }
+        }
+        cpus
+    }
 }
 
 impl Outcome {
@@ -899,16 +956,18 @@ impl Vm {
             }
         }
         let netns = guest.net.as_ref().map(|_| make_netns());
+        // `RER_QEMU`: another QEMU than the one on the PATH, for comparisons.
+        let binary = std::env::var("RER_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
         // QEMU runs inside the namespace, where it opens the tap.
         let mut qemu = match &netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                c.args(["netns", "exec", ns, &binary]);
                 c.args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"]);
                 c.args(["-device", "virtio-net-pci,netdev=n0,romfile="]);
                 c
             }
-            None => Command::new("qemu-system-x86_64"),
+            None => Command::new(&binary),
         };
         let mut child = qemu
             .args(["-accel", "tcg", "-machine", &guest.machine])
@@ -1056,6 +1115,51 @@ impl Vm {
                 self.log_path.display()
             ),
         }
+    }
+
+    /// Waits up to `limit` for a whole line (ended by its newline) that
+    /// starts with `prefix`, and returns it without the newline; `None` if
+    /// none came.
+    pub fn line_starting_within(&mut self, prefix: &str, limit: Duration) -> Option<String> {
+        let whole = |serial: &str| {
+            serial
+                .split_inclusive('\n')
+                .find(|l| l.starts_with(prefix) && l.ends_with('\n'))
+                .map(|l| l.trim_end().to_string())
+        };
+        let saved = self.deadline;
+        self.deadline = saved.min(Instant::now() + limit);
+        self.wait_until(|serial| whole(serial).is_some());
+        self.deadline = saved;
+        whole(&self.serial)
+    }
+
+    /// Where the serial log is kept.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// QEMU's view of every vCPU now ([`VCpu`]); empty if the guest reset
+    /// meanwhile. A test reads it to show a lockup is in place before it sends
+    /// its input, from outside the guest, which a locked-up guest cannot tell.
+    pub fn vcpus(&mut self) -> Vec<VCpu> {
+        let text = self.qmp_command(
+            "human-monitor-command",
+            serde_json::json!({"command-line": "info registers -a"}),
+        );
+        VCpu::parse_all(text.as_str().unwrap_or(""))
+    }
+
+    /// [`Vm::vcpus`], but empty when QEMU does not answer within `wait`.
+    fn vcpus_within(&mut self, wait: Duration) -> Vec<VCpu> {
+        let answer = self.qmp_exchange(
+            "human-monitor-command",
+            &serde_json::json!({"command-line": "info registers -a"}),
+            wait,
+        );
+        answer
+            .and_then(|a| a["return"].as_str().map(VCpu::parse_all))
+            .unwrap_or_default()
     }
 
     /// Sends a QMP command with a fresh id and waits up to `wait` for the
@@ -1333,6 +1437,13 @@ impl Vm {
             }
         }
         let elapsed = self.started.elapsed();
+        // The ending stays as decided, whatever QMP reports meanwhile.
+        let decided = self.ending.clone();
+        let vcpus_at_end = match decided {
+            Some(Ending::TimedOut | Ending::Done) => self.vcpus_within(Duration::from_secs(3)),
+            _ => Vec::new(),
+        };
+        self.ending = decided;
         if self.ending == Some(Ending::TimedOut) {
             // For the diagnosis of a hung run: QEMU's state and where each vCPU is.
             let wait = Duration::from_secs(3);
@@ -1386,6 +1497,7 @@ impl Vm {
             elapsed,
             events: std::mem::take(&mut self.events),
             guest_reset_times: std::mem::take(&mut self.guest_reset_times),
+            vcpus_at_end,
             mended: std::sync::OnceLock::new(),
         };
         assert!(

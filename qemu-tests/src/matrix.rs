@@ -71,7 +71,8 @@ impl Fault {
         match self {
             Fault::OopsMutex => "insmod /modules/rer_oops_transition.ko",
             Fault::HungNotifier => {
-                "insmod /modules/rer_hung_reboot_notifier.ko\nreboot -f &\nsleep 3"
+                "insmod /modules/rer_hung_reboot_notifier.ko\nreboot -f &\nsleep 3\n\
+                 echo \"RER-REBOOT-STATE $(cut -d' ' -f3 /proc/$!/stat)\""
             }
             Fault::OopsConsole => "insmod /modules/rer_oops_console.ko",
             // The shell and all it starts stay on CPU 0, the one left running. Where the
@@ -79,9 +80,53 @@ impl Fault {
             Fault::LockupOthers => {
                 "echo \"RER-IRQ-CPUS kbd=$(cat /proc/irq/1/effective_affinity_list) \
                  serial=$(cat /proc/irq/4/effective_affinity_list)\"\n\
-                 taskset -p 1 $$ >/dev/null\ninsmod /modules/rer_lockup.ko\nsleep 3"
+                 taskset -p 1 $$ >/dev/null\ninsmod /modules/rer_lockup.ko\n\
+                 echo \"RER-LOCKUP-TEXT $(cat /sys/module/rer_lockup/sections/.text)\"\nsleep 4"
             }
-            Fault::LockupAll => "insmod /modules/rer_lockup.ko all=1",
+            // 1 s after the load every CPU spins, this shell's too: it never wakes.
+            Fault::LockupAll => {
+                "insmod /modules/rer_lockup.ko all=1\n\
+                 echo \"RER-LOCKUP-TEXT $(cat /sys/module/rer_lockup/sections/.text)\"\nsleep 4"
+            }
+        }
+    }
+
+    /// What the console shows, in this order, once the fault is in place: the
+    /// broken module's own line, then the oops, or the `reboot -f` that it
+    /// holds in D state, or where the lockup module sits (its CPUs are then
+    /// seen spinning there by QEMU: [`Fault::locked_cpus`]).
+    pub fn signs(self) -> &'static [&'static str] {
+        match self {
+            Fault::OopsMutex => &[
+                "rer_oops_transition: holding system_transition_mutex, oopsing now",
+                "Oops: ",
+            ],
+            Fault::HungNotifier => &[
+                "rer_hung_reboot_notifier: reboot notifier called; sleeping forever",
+                "RER-REBOOT-STATE D",
+            ],
+            Fault::OopsConsole => &[
+                "rer_oops_console: taking the console lock, oopsing",
+                "Oops: ",
+            ],
+            Fault::LockupOthers => &[
+                "rer_lockup: every CPU but CPU 0 locks up in 1 s",
+                "RER-LOCKUP-TEXT 0x",
+            ],
+            Fault::LockupAll => &[
+                "rer_lockup: every CPU locks up in 1 s",
+                "RER-LOCKUP-TEXT 0x",
+            ],
+        }
+    }
+
+    /// The CPUs of a guest of `cpus` CPUs that spin with interrupts off in the
+    /// lockup module once the fault is in place, as QEMU sees them.
+    pub fn locked_cpus(self, cpus: usize) -> std::ops::Range<usize> {
+        match self {
+            Fault::LockupOthers => 1..cpus,
+            Fault::LockupAll => 0..cpus,
+            _ => 0..0,
         }
     }
 }
@@ -170,12 +215,18 @@ impl Trigger {
 pub enum Expect {
     /// QMP reported the guest's reset.
     Reset,
-    /// The trigger was issued, and the guest was still up, not reset, after the wait.
+    /// The trigger was issued and was still blocked (D state) when the guest,
+    /// not reset, ran its scenario to the end.
     Blocked,
-    /// The trigger could not even be issued: no CPU ran the guest's userspace again.
+    /// The trigger could not even be issued: no CPU ran the guest's userspace
+    /// again, and QEMU shows every CPU still spinning at the end.
     CannotRun,
-    /// The input was sent; nothing reset the guest.
-    Ignored,
+    /// The input was sent (QEMU answered `return`); nothing reset the guest,
+    /// which still runs: its scenario ended, or QEMU shows a CPU not spinning.
+    IgnoredAlive,
+    /// The input was sent (QEMU answered `return`); nothing reset the guest,
+    /// and QEMU shows every CPU still spinning at the end.
+    IgnoredWedged,
 }
 
 impl Expect {
@@ -185,7 +236,8 @@ impl Expect {
             Expect::Reset => "reset",
             Expect::Blocked => "no reset: stuck",
             Expect::CannotRun => "impossible: no CPU runs userspace",
-            Expect::Ignored => "no reset",
+            Expect::IgnoredAlive => "no reset: alive",
+            Expect::IgnoredWedged => "no reset: wedged",
         }
     }
 
@@ -194,7 +246,8 @@ impl Expect {
             Expect::Reset,
             Expect::Blocked,
             Expect::CannotRun,
-            Expect::Ignored,
+            Expect::IgnoredAlive,
+            Expect::IgnoredWedged,
         ]
         .into_iter()
         .find(|e| e.label() == label)

@@ -19,10 +19,17 @@ use qemu_tests::{
     Guest,
     Inputs,
     Outcome,
+    VCpu,
     Vm, //
 };
 use serde_json::json;
-use std::time::Duration;
+use std::{
+    ops::Range,
+    time::{
+        Duration,
+        Instant, //
+    },
+};
 
 /// How long a guest gets, after the trigger, to show that nothing happened.
 const QUIET_SECS: u32 = 8;
@@ -37,14 +44,21 @@ fn scenario(fault: Fault, trigger: Trigger, params: &str) -> String {
     s += fault.setup();
     s += "\necho RER-FAULTED\n";
     match trigger.command() {
-        // In the background: a trigger that blocks must not stop the scenario.
-        Some(cmd) => s += &format!("echo RER-TRIGGER\n{cmd} &\nsleep {QUIET_SECS}\n"),
+        // In the background: a trigger that blocks must not stop the scenario. Its
+        // state after the wait tells one blocked in the kernel (D) from one that ended.
+        Some(cmd) => {
+            s += &format!(
+                "echo RER-TRIGGER\n{cmd} &\nsleep {QUIET_SECS}\n\
+                 echo \"RER-TRIGGER-STATE $(cut -d' ' -f3 /proc/$!/stat 2>/dev/null)\"\n"
+            )
+        }
         None => s += &format!("echo RER-READY\nsleep {QUIET_SECS}\n"),
     }
     s
 }
 
-/// Sends an input trigger to a running guest.
+/// Sends an input trigger to a running guest; QEMU must answer `return`
+/// ([`Vm::qmp_command`] fails the test with QEMU's message otherwise).
 fn send(vm: &mut Vm, trigger: Trigger) {
     match trigger {
         Trigger::Keyboard => vm.sysrq_chord("x"),
@@ -56,32 +70,137 @@ fn send(vm: &mut Vm, trigger: Trigger) {
     }
 }
 
-/// Boots `guest` with `fault` and `trigger` and runs it to its end.
-fn run_cell(guest: Guest, trigger: Trigger, inputs: &Inputs) -> Outcome {
+/// How far past `.text` the lockup module's spinning CPUs may be: the whole
+/// module is a few hundred bytes of code.
+const LOCKUP_TEXT: u64 = 0x1000;
+
+/// The lockup module's code, from the guest's `RER-LOCKUP-TEXT 0x...` line.
+fn lockup_text(console: &str) -> Option<Range<u64>> {
+    let line = console
+        .lines()
+        .find_map(|l| l.split("RER-LOCKUP-TEXT 0x").nth(1))?;
+    let hex: String = line.chars().take_while(char::is_ascii_hexdigit).collect();
+    let start = u64::from_str_radix(&hex, 16).ok()?;
+    Some(start..start + LOCKUP_TEXT)
+}
+
+/// What a cell saw before its trigger.
+struct Before {
+    /// The guest booted and loaded our module.
+    armed: bool,
+    /// For a lockup, QEMU's view of the vCPUs once the fault was in place.
+    vcpus: Vec<VCpu>,
+}
+
+/// Boots `guest`, waits until `fault` is in place (its console signs, and
+/// for a lockup every locked CPU seen spinning in the module by QEMU), sends
+/// `trigger` if it is an input, and runs the guest to its end.
+fn run_cell(guest: Guest, fault: Fault, trigger: Trigger, inputs: &Inputs) -> (Outcome, Before) {
+    let (cpus, name) = (guest.cpus as usize, guest.name.clone());
     let mut vm = Vm::boot(&guest, inputs);
+    let mut before = Before {
+        armed: vm.wait_for("RER-ARMING"),
+        vcpus: Vec::new(),
+    };
+    if !before.armed {
+        return (vm.finish(), before);
+    }
+    for sign in fault.signs() {
+        assert!(
+            vm.wait_for_within(sign, Duration::from_secs(20)),
+            "{name}: the fault never showed {sign:?}: not in place (log {})",
+            vm.log_path().display()
+        );
+    }
+    let locked = fault.locked_cpus(cpus);
+    if !locked.is_empty() {
+        // The sign was only the line's start: the whole address, once its line has ended.
+        let text = vm
+            .line_starting_within("RER-LOCKUP-TEXT ", Duration::from_secs(10))
+            .and_then(|l| lockup_text(&l))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name}: no whole RER-LOCKUP-TEXT line (log {})",
+                    vm.log_path().display()
+                )
+            });
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let vcpus = vm.vcpus();
+            let in_place = vcpus.len() == cpus
+                && vcpus
+                    .iter()
+                    .all(|c| c.spins_in(text.clone()) == locked.contains(&c.index));
+            // A command trigger must not have run yet: the lockup is seen before it.
+            assert!(
+                !vm.console().contains("RER-TRIGGER"),
+                "{name}: the trigger ran before QEMU showed the lockup: {vcpus:?}"
+            );
+            if in_place {
+                before.vcpus = vcpus;
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "{name}: QEMU never showed CPUs {locked:?} spinning in {text:x?} (and no other): \
+                 {vcpus:?} (log {})",
+                vm.log_path().display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     if trigger.command().is_none() {
-        assert!(vm.wait_for("RER-ARMING"), "guest never loaded the module");
-        // A fault that stops every CPU never prints RER-READY: then send anyway.
-        if !vm.wait_for_within("RER-READY", Duration::from_secs(4)) {
+        // Rows 1-3 and 4 print RER-READY when the scenario sleeps, unless the
+        // console is held or its IRQ goes to a locked CPU; row 5 never does.
+        if fault != Fault::LockupAll && !vm.wait_for_within("RER-READY", Duration::from_secs(6)) {
             std::thread::sleep(Duration::from_secs(1));
         }
         send(&mut vm, trigger);
     }
-    vm.finish()
+    (vm.finish(), before)
 }
 
-/// What a cell's outcome shows.
+/// Whether QEMU showed, at the end, every vCPU spinning in the lockup module.
+fn wedged(out: &Outcome) -> bool {
+    lockup_text(out.mended()).is_some_and(|text| {
+        !out.vcpus_at_end.is_empty() && out.vcpus_at_end.iter().all(|c| c.spins_in(text.clone()))
+    })
+}
+
+/// Whether the guest still ran at the end: its scenario ended, or QEMU showed
+/// a vCPU that does not spin in the lockup module.
+fn alive(out: &Outcome) -> bool {
+    out.ending == Ending::Done
+        || lockup_text(out.mended())
+            .is_some_and(|text| out.vcpus_at_end.iter().any(|c| !c.spins_in(text.clone())))
+}
+
+/// What a cell's outcome shows; a panic where it shows none of the verdicts.
 fn observed(out: &Outcome, trigger: Trigger) -> Expect {
-    match (
-        &out.ending,
-        trigger.command().is_some(),
-        out.saw("RER-TRIGGER"),
-    ) {
-        (Ending::GuestReset, _, _) => Expect::Reset,
-        (Ending::Done, true, true) => Expect::Blocked,
-        (_, true, false) => Expect::CannotRun,
-        (Ending::Done | Ending::TimedOut, false, _) => Expect::Ignored,
-        (other, ..) => panic!("unexpected ending {other:?} (log {})", out.log.display()),
+    let unproven = |what: &str| -> ! {
+        panic!(
+            "{what}: ending {:?}, QEMU's vCPUs at the end {:?} (log {})",
+            out.ending,
+            out.vcpus_at_end,
+            out.log.display()
+        )
+    };
+    if out.ending == Ending::GuestReset {
+        return Expect::Reset;
+    }
+    if !matches!(out.ending, Ending::Done | Ending::TimedOut) {
+        unproven("neither a reset nor a guest that ran on");
+    }
+    match (trigger.command().is_some(), out.saw_line("RER-TRIGGER")) {
+        (true, true) if out.ending == Ending::Done && out.saw_line("RER-TRIGGER-STATE D") => {
+            Expect::Blocked
+        }
+        (true, true) => unproven("the trigger ran, did not reset, yet was not seen blocked"),
+        (true, false) if out.ending == Ending::TimedOut && wedged(out) => Expect::CannotRun,
+        (true, false) => unproven("the trigger never ran, yet the guest was not seen wedged"),
+        (false, _) if wedged(out) => Expect::IgnoredWedged,
+        (false, _) if alive(out) => Expect::IgnoredAlive,
+        (false, _) => unproven("no reset, and the guest was seen neither alive nor wedged"),
     }
 }
 
@@ -106,7 +225,7 @@ fn by_irq_cpu(out: &Outcome, trigger: Trigger) -> Expect {
     let expect = if cpus == "0" {
         Expect::Reset
     } else {
-        Expect::Ignored
+        Expect::IgnoredAlive
     };
     eprintln!("{trigger:?}: its IRQ goes to CPU {cpus}: expecting {expect:?}");
     expect
@@ -122,21 +241,52 @@ macro_rules! want {
     };
 }
 
+/// Where in the mended console `needle` first occurs at or after `from`.
+fn find_from(console: &str, needle: &str, from: usize) -> Option<usize> {
+    console[from..].find(needle).map(|i| from + i)
+}
+
+/// Runs one cell and asserts its verdict, with what shows it: the guest
+/// booted, the fault was in place before the trigger, the input reached the
+/// guest where the guest can tell, and the verdict's own evidence.
 fn cell(fault: Fault, trigger: Trigger, want: Option<Expect>) {
     let inputs = inputs();
     let name = format!("matrix_{}_{}", fault.id(), trigger.id());
     let guest = Guest::new(&name, &inputs, &scenario(fault, trigger, "nmi=1"))
         .with_module(inputs.test_module(fault.module()))
         .timeout(Duration::from_secs(30));
-    let out = run_cell(guest, trigger, &inputs);
+    let (out, before) = run_cell(guest, fault, trigger, &inputs);
     // The guest booted and loaded our module: a guest that never came up (or
     // a QEMU that exited) cannot pass for "no CPU runs userspace".
     assert!(
-        out.saw(qemu_tests::BOOTED) && out.saw_line("RER-ARMING"),
+        before.armed && out.saw(qemu_tests::BOOTED) && out.saw_line("RER-ARMING"),
         "{name}: the guest never booted and loaded the module (ending {:?}, log {})",
         out.ending,
         out.log.display()
     );
+    // The fault's signs, in order, all before the trigger's command.
+    let console = out.mended();
+    let mut at = console.find("RER-ARMING").unwrap();
+    for sign in fault.signs() {
+        at = find_from(console, sign, at).unwrap_or_else(|| {
+            panic!(
+                "{name}: no {sign:?} after the fault's earlier signs (log {})",
+                out.log.display()
+            )
+        });
+    }
+    if let Some(trigger_at) = console.find("\nRER-TRIGGER\n") {
+        assert!(
+            at < trigger_at,
+            "{name}: the trigger ran before the fault was in place"
+        );
+    }
+    if !fault.locked_cpus(2).is_empty() {
+        eprintln!(
+            "{name}: the lockup in place, as QEMU showed it: {:?}",
+            before.vcpus
+        );
+    }
     let expect = want.unwrap_or_else(|| by_irq_cpu(&out, trigger));
     let got = observed(&out, trigger);
     assert_eq!(
@@ -164,6 +314,15 @@ fn cell(fault: Fault, trigger: Trigger, want: Option<Expect>) {
                 Some(l) => assert!(l.contains(&format!("trigger {ours},")), "{name}: {l}"),
                 None => eprintln!("{name}: reset, its log line did not reach the console"),
             }
+        }
+        if matches!(trigger, Trigger::Keyboard | Trigger::SerialBreak) {
+            // The guest's side of the input: the kernel's sysrq code took the key
+            // (its own line), or our handler said so.
+            assert!(
+                out.saw("sysrq: Emergency reset") || !out.reset_attempts().is_empty(),
+                "{name}: reset, but the guest never showed the key arriving (log {})",
+                out.log.display()
+            );
         }
     }
     record(&inputs.kernel_name, fault, trigger, got);
@@ -228,8 +387,8 @@ cells! {
     // 5. Every CPU spins with interrupts off: only an NMI gets in.
     lockup_all_device: LockupAll, Device => CannotRun;
     lockup_all_sysrq_proc: LockupAll, SysrqProc => CannotRun;
-    lockup_all_keyboard: LockupAll, Keyboard => Ignored;
-    lockup_all_serial: LockupAll, SerialBreak => Ignored;
+    lockup_all_keyboard: LockupAll, Keyboard => IgnoredWedged;
+    lockup_all_serial: LockupAll, SerialBreak => IgnoredWedged;
     lockup_all_nmi: LockupAll, Nmi => Reset;
     lockup_all_reboot: LockupAll, RebootF => CannotRun;
     lockup_all_sysrq_b: LockupAll, SysrqB => CannotRun;
@@ -245,7 +404,8 @@ fn nmi_off_an_nmi_does_not_reset_a_locked_up_guest() {
     )
     .with_module(inputs.test_module(Fault::LockupAll.module()))
     .timeout(Duration::from_secs(20));
-    let out = run_cell(guest, Trigger::Nmi, &inputs);
+    let (out, _) = run_cell(guest, Fault::LockupAll, Trigger::Nmi, &inputs);
+    assert_eq!(observed(&out, Trigger::Nmi), Expect::IgnoredWedged);
     assert_eq!(out.ending, Ending::TimedOut, "log {}", out.log.display());
 }
 
@@ -336,7 +496,7 @@ fn key_scenarios_on_q35_and_pc_with_1_2_and_4_cpus() {
                     .machine(machine)
                     .cpus(cpus)
                     .timeout(Duration::from_secs(40));
-                let out = run_cell(guest, trigger, &inputs);
+                let (out, _) = run_cell(guest, fault, trigger, &inputs);
                 assert!(out.saw(&format!("RER-BOOTED cpus={cpus}")), "{name}");
                 out.assert_reset();
                 let want = trigger.log_name().unwrap();

@@ -18,10 +18,17 @@ use std::{
 const HEADER: &str = "<!-- Written by `cargo run --bin matrix` (qemu-tests) from the cells of \
 qemu-tests/tests/faults.rs, each asserted in QEMU by `make check`. Do not edit by hand. -->\n\n\
 Each cell: the guest broken as the row says (q35, 2 CPUs, `rust_emergency_reset` loaded with \
-`nmi=1`), then the column's trigger. *reset*: QEMU reported the guest's reset. *no reset: stuck*: \
-the trigger was issued and the guest was still up, not reset, 8 s later. *impossible*: the \
-trigger could not be issued, no CPU ran userspace again. *no reset*: the input reached QEMU, \
-nothing reset the guest. Row 4, Alt+SysRq+x and serial break: the input reaches the sysrq code \
+`nmi=1`), then the column's trigger. Every cell first shows that the guest booted and loaded the \
+module, and that the fault was in place before the trigger: the broken module's line and the \
+oops, or the `reboot -f` it holds in D state, or (rows 4 and 5) QEMU showing each locked CPU \
+spinning with interrupts off inside the lockup module; every input was answered `return` by QEMU. \
+*reset*: QEMU reported the guest's reset (for Alt+SysRq+x and serial break, the guest's sysrq \
+code also logged the key). *no reset: stuck*: the trigger was issued and was still in D state \
+when the guest, not reset, ended its scenario 8 s later. *impossible*: the trigger could not be \
+issued, no CPU ran userspace again, and QEMU showed every CPU still spinning at the end. *no \
+reset: alive*: the input was sent, nothing reset the guest, and a CPU still ran (QEMU showed it \
+outside the lockup). *no reset: wedged*: the input was sent, nothing reset the guest, and QEMU \
+showed every CPU still spinning at the end. Row 4, Alt+SysRq+x and serial break: the input reaches the sysrq code \
 only if the guest delivers its IRQ (1: the 8042, 4: the UART) to CPU 0, the one left running; \
 each cell reads that CPU from `/proc/irq/N/effective_affinity_list` before the fault. Both kernels \
 put both IRQs on CPU 1 (which CPU depends on the order in which drivers take interrupt vectors: \
