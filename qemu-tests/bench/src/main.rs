@@ -251,6 +251,53 @@ fn trigger_helper() -> PathBuf {
         .clone()
 }
 
+/// How long the kernel log's time stamp (`[    2.406977]`) at the start of
+/// `s` is, if `s` starts with one.
+fn stamp_len(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 1;
+    if b.first() != Some(&b'[') {
+        return None;
+    }
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    if !digits(&mut i) || b.get(i) != Some(&b'.') {
+        return None;
+    }
+    i += 1;
+    if !digits(&mut i) || b.get(i) != Some(&b']') {
+        return None;
+    }
+    Some(i + 1)
+}
+
+/// The console with every kernel log line cut out, from its time stamp to
+/// its end, wherever it starts: the kernel prints asynchronously, and its
+/// lines land inside the helper's report (seen: three in one report, which
+/// `Outcome::lines_with` did not mend).
+fn without_kernel_lines(serial: &str) -> String {
+    let mut out = String::new();
+    let mut rest = serial;
+    while let Some(at) = rest
+        .match_indices('[')
+        .map(|(i, _)| i)
+        .find(|&i| stamp_len(&rest[i..]).is_some())
+    {
+        out.push_str(&rest[..at]);
+        rest = rest[at..].find('\n').map_or("", |j| &rest[at + j + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
 fn measure(case: &Case, inputs: &Inputs, helper: &Path, n: usize) -> Run {
     let name = format!("bench_{n}");
     let mut guest = Guest::new(&name, inputs, &case.scenario())
@@ -269,10 +316,9 @@ fn measure(case: &Case, inputs: &Inputs, helper: &Path, n: usize) -> Run {
     let (_, event) = case.guest.mark();
     let marks = out.event_times(event);
     let said = format!("RER-TRIGGER {} returned: ", case.trig.arg());
-    let returned = out
-        .lines_with(&said)
-        .first()
-        .and_then(|l| l.split_once(&said))
+    let returned = without_kernel_lines(&out.serial)
+        .lines()
+        .find_map(|l| l.split_once(&said))
         .map(|(_, r)| r.trim().to_string());
     let latency = if case.group == 2 {
         match marks[..] {
