@@ -91,8 +91,8 @@ impl Fault {
         }
     }
 
-    /// What the console shows, in this order, once the fault is in place: the
-    /// broken module's own line, then the oops, or the `reboot -f` that it
+    /// What the console shows once the fault is in place: the broken
+    /// module's own line, and the oops, or the `reboot -f` that it
     /// holds in D state, or where the lockup module sits (its CPUs are then
     /// seen spinning there by QEMU: [`Fault::locked_cpus`]).
     pub fn signs(self) -> &'static [&'static str] {
