@@ -956,8 +956,7 @@ impl Vm {
             }
         }
         let netns = guest.net.as_ref().map(|_| make_netns());
-        // `RER_QEMU`: another QEMU than the one on the PATH, for comparisons.
-        let binary = std::env::var("RER_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
+        let binary = qemu_binary();
         // QEMU runs inside the namespace, where it opens the tap.
         let mut qemu = match &netns {
             Some(ns) => {
@@ -1624,6 +1623,12 @@ pub fn rescue_helper() -> PathBuf {
             bin
         })
         .clone()
+}
+
+/// The QEMU to run: `RER_QEMU`, for comparing releases, or else
+/// `qemu-system-x86_64` from the PATH.
+pub fn qemu_binary() -> String {
+    std::env::var("RER_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
 }
 
 /// The static busybox the guest runs.
