@@ -629,7 +629,9 @@ fn report(results: &BTreeMap<Case, Vec<Run>>, runs: usize, wall: Duration) -> St
         );
     }
     if !notes.is_empty() {
-        let _ = writeln!(md, "\nRuns without a reset, and lost runs:\n");
+        let any_lost = results.values().flatten().any(|r| r.problem.is_some());
+        let also = if any_lost { ", and lost runs" } else { "" };
+        let _ = writeln!(md, "\nRuns without a reset{also}:\n");
         for n in notes {
             let _ = writeln!(md, "{n}");
         }
