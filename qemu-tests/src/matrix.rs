@@ -71,8 +71,12 @@ impl Fault {
         match self {
             Fault::OopsMutex => "insmod /modules/rer_oops_transition.ko",
             Fault::HungNotifier => {
+                // The notifier sleeps 1 s at a time: D, but now and then R between
+                // two sleeps (seen once on the lockdep kernel). Up to 5 looks for D.
                 "insmod /modules/rer_hung_reboot_notifier.ko\nreboot -f &\nsleep 3\n\
-                 echo \"RER-REBOOT-STATE $(cut -d' ' -f3 /proc/$!/stat)\""
+                 for i in 1 2 3 4 5; do s=$(cut -d' ' -f3 /proc/$!/stat); \
+                 [ \"$s\" = D ] && break; sleep 1; done\n\
+                 echo \"RER-REBOOT-STATE $s\""
             }
             Fault::OopsConsole => "insmod /modules/rer_oops_console.ko",
             // The shell and all it starts stay on CPU 0, the one left running. Where the
