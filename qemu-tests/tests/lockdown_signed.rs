@@ -107,14 +107,15 @@ fn under_lockdown_an_nmi_resets_while_every_cpu_spins() {
     for mode in LOCKDOWN_MODES {
         let scenario = format!(
             "{insmod} nmi=1\necho RER-ARMING\n{DRAIN}\n\
-             insmod /modules/rer_lockup.ko all=1\n"
+             insmod /modules/rer_lockup.ko all=1\nsleep 30\n"
         );
         let g = guest("lockdown_nmi", &inputs, mode, &scenario)
             .with_module(inputs.test_module("rer_lockup"))
             .timeout(Duration::from_secs(40));
         let mut vm = Vm::boot(&g, &inputs);
         assert!(vm.wait_for("RER-ARMING"), "the guest never armed");
-        // Every CPU spins a few seconds after the lockup module's insmod.
+        // Every CPU spins 1 s after the lockup module's insmod returns; the
+        // scenario's sleep never ends.
         std::thread::sleep(Duration::from_secs(4));
         vm.qmp_command("inject-nmi", json!({}));
         let out = vm.finish();
