@@ -17,18 +17,7 @@
 #include <sys/io.h>
 #include <unistd.h>
 
-static int in_test_guest(void)
-{
-	char cmdline[4096] = "";
-	FILE *f = fopen("/proc/cmdline", "r");
-
-	if (!f)
-		return 0;
-	if (!fgets(cmdline, sizeof(cmdline), f))
-		cmdline[0] = 0;
-	fclose(f);
-	return strstr(cmdline, "rer_guest=1") != NULL;
-}
+#include "rer-guest.h"
 
 int main(int argc, char **argv)
 {

@@ -48,20 +48,10 @@
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "rer-guest.h"
 #include <utmpx.h>
 
-static int in_test_guest(void)
-{
-	char cmdline[4096] = "";
-	FILE *f = fopen("/proc/cmdline", "r");
-
-	if (!f)
-		return 0;
-	if (!fgets(cmdline, sizeof(cmdline), f))
-		cmdline[0] = 0;
-	fclose(f);
-	return strstr(cmdline, "rer_guest=1") != NULL;
-}
 
 /* The mark's device, opened before the first mark. */
 static int mark_fd = -1;

@@ -46,7 +46,10 @@ use std::{
         Command,
         Stdio, //
     },
-    sync::mpsc,
+    sync::{
+        mpsc,
+        Mutex, //
+    },
     thread,
     time::{
         Duration,
@@ -1604,25 +1607,32 @@ pub fn unsigned_copy(ko: &Path, dir: &Path) -> PathBuf {
 /// static for the guest on first use: `rer-rescue iopl|ioperm` prints
 /// `RER-RESCUE <how> refused: <error>`, or resets the machine.
 pub fn rescue_helper() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("helpers/rer-rescue.c");
-            let dir = target_dir().join("helpers");
-            fs::create_dir_all(&dir).unwrap();
-            let bin = dir.join("rer-rescue");
-            let tmp = dir.join(format!("rer-rescue.{}", std::process::id()));
-            let status = Command::new("cc")
-                .args(["-static", "-O2", "-Wall", "-Werror", "-o"])
-                .arg(&tmp)
-                .arg(&src)
-                .status()
-                .expect("cc (build-essential)");
-            assert!(status.success(), "cannot build {}", src.display());
-            fs::rename(&tmp, &bin).unwrap();
-            bin
-        })
-        .clone()
+    guest_helper("rer-rescue")
+}
+
+/// The guest program `helpers/<name>.c`, built static on first use in this
+/// process (`rer-rescue`, the benchmark's `rer-trigger`).
+pub fn guest_helper(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    if let Some((_, bin)) = built.iter().find(|(n, _)| n == name) {
+        return bin.clone();
+    }
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("helpers/{name}.c"));
+    let dir = target_dir().join("helpers");
+    fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join(name);
+    let tmp = dir.join(format!("{name}.{}", std::process::id()));
+    let status = Command::new("cc")
+        .args(["-static", "-O2", "-Wall", "-Werror", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .status()
+        .expect("cc (build-essential)");
+    assert!(status.success(), "cannot build {}", src.display());
+    fs::rename(&tmp, &bin).unwrap();
+    built.push((name.to_string(), bin.clone()));
+    bin
 }
 
 /// The QEMU to run: `RER_QEMU`, for comparing releases, or else

@@ -53,8 +53,7 @@ use std::{
     process::Command,
     sync::{
         Arc,
-        Mutex,
-        OnceLock, //
+        Mutex, //
     },
     thread,
     time::{
@@ -227,28 +226,9 @@ struct Run {
 }
 
 /// `rer-trigger` (`qemu-tests/helpers/rer-trigger.c`), built static for the
-/// guest on first use, as `qemu_tests::rescue_helper` builds `rer-rescue`.
+/// guest on first use ([`qemu_tests::guest_helper`]).
 fn trigger_helper() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-            let src = here.join("../helpers/rer-trigger.c");
-            let dir = here.join("target/helpers");
-            fs::create_dir_all(&dir).unwrap();
-            let bin = dir.join("rer-trigger");
-            let tmp = dir.join(format!("rer-trigger.{}", std::process::id()));
-            let status = Command::new("cc")
-                .args(["-static", "-O2", "-Wall", "-Werror", "-o"])
-                .arg(&tmp)
-                .arg(&src)
-                .status()
-                .expect("cc (build-essential)");
-            assert!(status.success(), "cannot build {}", src.display());
-            fs::rename(&tmp, &bin).unwrap();
-            bin
-        })
-        .clone()
+    qemu_tests::guest_helper("rer-trigger")
 }
 
 /// How long the kernel log's time stamp (`[    2.406977]`) at the start of
