@@ -201,7 +201,8 @@ pub fn assert_fadt_override(out: &Outcome, guest: &Guest, inputs: &Inputs) {
 /// ...\ng 0x1f0003003c value 0x5a`) moved out of it: the line is whole again,
 /// the kernel's lines follow it. Lines that quote a kernel line on purpose
 /// after a marker (`RER-KMSG [...] ...`, a saved log's `RER-LOG [...] ...`)
-/// are mended after the quoted record.
+/// are mended after the quoted record. A line cut more than once is mended
+/// whole (seen: three kernel lines inside one line of the benchmark's helper).
 pub fn mended_console(out: &Outcome) -> String {
     mend(&out.serial)
 }
@@ -213,16 +214,28 @@ pub fn mend(serial: &str) -> String {
     // A userspace line cut by kernel lines, and those kernel lines.
     let mut cut: Option<(String, String)> = None;
     for line in serial.lines() {
-        if let Some((head, mut kernel)) = cut.take() {
+        if let Some((mut head, mut kernel)) = cut.take() {
             if kernel_record_at(line) == Some(0) {
                 kernel.push_str(line);
                 kernel.push('\n');
                 cut = Some((head, kernel));
-            } else {
-                mended.push_str(&head);
-                mended.push_str(line);
-                mended.push('\n');
-                mended.push_str(&kernel);
+                continue;
+            }
+            // The rest of the cut line, which another kernel line may cut again.
+            let from = head.len();
+            head.push_str(line);
+            match cut_at(&head).filter(|&at| at > from) {
+                Some(at) => {
+                    kernel.push_str(&head[at..]);
+                    kernel.push('\n');
+                    head.truncate(at);
+                    cut = Some((head, kernel));
+                }
+                None => {
+                    mended.push_str(&head);
+                    mended.push('\n');
+                    mended.push_str(&kernel);
+                }
             }
             continue;
         }
@@ -531,6 +544,25 @@ mod tests {
              RER-LOG [    1.361911] rust_emergency_reset: resetting now: trigger sysrq-x\n\
              [    1.485978] tsc: Refined\n\
              RER-LOG [    0.000000] Linux version\n"
+        );
+    }
+
+    #[test]
+    fn a_line_cut_three_times_is_mended_whole() {
+        let serial = "RER-TRIGGER dev-port re[    1.100000] a\n\
+                      turned: op[    1.200000] b\n\
+                      [    1.300000] c\n\
+                      en: Operation not permitted[    1.400000] d\n\
+                      \x20(errno 1)\n\
+                      RER-DONE\n";
+        assert_eq!(
+            mend(serial),
+            "RER-TRIGGER dev-port returned: open: Operation not permitted (errno 1)\n\
+             [    1.100000] a\n\
+             [    1.200000] b\n\
+             [    1.300000] c\n\
+             [    1.400000] d\n\
+             RER-DONE\n"
         );
     }
 

@@ -71,9 +71,13 @@ impl Fault {
         match self {
             Fault::OopsMutex => "insmod /modules/rer_oops_transition.ko",
             Fault::HungNotifier => {
-                // The notifier sleeps 1 s at a time: D, but now and then R between
-                // two sleeps (seen once on the lockdep kernel). Up to 5 looks for D.
-                "insmod /modules/rer_hung_reboot_notifier.ko\nreboot -f &\nsleep 3\n\
+                // First the notifier's own line (up to 10 s): before it, `reboot -f`
+                // may be in D in its sync(). The notifier sleeps 1 s at a time: D, but
+                // now and then R between two sleeps (seen once on the lockdep kernel).
+                // Up to 5 looks for D.
+                "insmod /modules/rer_hung_reboot_notifier.ko\nreboot -f &\n\
+                 for i in $(seq 100); do dmesg | grep -q 'reboot notifier called' && break; \
+                 sleep 0.1; done\n\
                  for i in 1 2 3 4 5; do s=$(cut -d' ' -f3 /proc/$!/stat); \
                  [ \"$s\" = D ] && break; sleep 1; done\n\
                  echo \"RER-REBOOT-STATE $s\""
