@@ -37,7 +37,7 @@ fn v4(options: usize, proto: u8, port: u16, udp_len: u16, payload: &[u8]) -> Vec
     p.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
     p.extend_from_slice(&SRC4);
     p.extend_from_slice(&DST4);
-    p.extend(core::iter::repeat(1u8).take(options));
+    p.extend(core::iter::repeat_n(1u8, options));
     p.extend_from_slice(&40000u16.to_be_bytes());
     p.extend_from_slice(&port.to_be_bytes());
     p.extend_from_slice(&udp_len.to_be_bytes());

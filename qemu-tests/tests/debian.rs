@@ -17,7 +17,10 @@ use qemu_tests::{
     STUCK_REBOOT, //
 };
 use std::{
-    path::PathBuf,
+    path::{
+        Path,
+        PathBuf, //
+    },
     process::Command,
     sync::Mutex, //
 };
@@ -84,7 +87,7 @@ fn dkms_add() -> PathBuf {
 }
 
 /// Where DKMS installs the module for `release` in the build root.
-fn installed(root: &PathBuf, release: &str) -> PathBuf {
+fn installed(root: &Path, release: &str) -> PathBuf {
     root.join(format!(
         "lib/modules/{release}/updates/dkms/rust_emergency_reset.ko"
     ))

@@ -97,7 +97,7 @@ fn previous(out: &Outcome, k: usize) -> String {
     out.boot_console(k)
         .lines()
         .filter_map(|l| l.strip_prefix("RER-STATUS previous reset: "))
-        .last()
+        .next_back()
         .unwrap_or_else(|| {
             panic!(
                 "boot {k} printed no previous reset line; log {}",
