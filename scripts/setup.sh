@@ -13,10 +13,16 @@ set -euo pipefail
 BINDGEN_VERSION=0.73.2
 LLVM_PKGS="clang-19 lld-19 llvm-19 libclang-19-dev"
 BUILD_PKGS="build-essential flex bison bc libelf-dev libssl-dev openssl cpio xz-utils kmod"
-TEST_PKGS="qemu-system-x86 busybox-static dkms fonts-dejavu-core python3-docutils debootstrap iproute2 socat"
+TEST_PKGS="busybox-static dkms fonts-dejavu-core python3-docutils debootstrap iproute2 socat"
 SRC_PKG=linux-source-7.3
 BPO_LIST=/etc/apt/sources.list.d/emergency-reset-trixie-backports.sources
 BPO_PIN=/etc/apt/preferences.d/emergency-reset-trixie-backports
+# QEMU from bookworm-backports: bookworm's 7.2 TCG now and then runs a stale
+# translation of code the guest kernel has patched (README.md, "QEMU").
+QEMU_PKGS="qemu-system-x86 seabios"
+QEMU_MIN="1:10.0.2"
+SEABIOS_MIN="1.16.3"
+QEMU_LIST=/etc/apt/sources.list.d/emergency-reset-bookworm-backports.sources
 
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
@@ -40,9 +46,23 @@ rust_src_ok() {
 	[ -d "$(rustc --print sysroot 2>/dev/null)/lib/rustlib/src/rust/library" ]
 }
 
+# The installed version of package $1 is at least $2.
+at_least() {
+	local v
+	v=$(dpkg-query -W -f='${Version}' "$1" 2>/dev/null) &&
+		dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' &&
+		dpkg --compare-versions "$v" ge "$2"
+}
+
+qemu_ok() {
+	at_least qemu-system-x86 "$QEMU_MIN" && at_least seabios "$SEABIOS_MIN"
+}
+
 pkgs=$(missing_pkgs)
 todo=""
 [ -n "$pkgs" ] && todo="${todo}packages: $pkgs
+"
+qemu_ok || todo="${todo}qemu-system-x86 >= $QEMU_MIN and seabios >= $SEABIOS_MIN (bookworm-backports)
 "
 [ -f "$BPO_LIST" ] || [ -z "$pkgs" ] || todo="${todo}apt source: trixie-backports (for $SRC_PKG), pinned to 50
 "
@@ -70,6 +90,7 @@ if [ "$check_only" = 1 ] || [ "$(id -u)" != 0 ]; then
 		case " $pkgs " in *" $SRC_PKG "*)
 			echo "    ($SRC_PKG comes from Debian's trixie-backports suite, pinned to 50: see $0)" >&2 ;;
 		esac
+		qemu_ok || echo "    apt-get install -t bookworm-backports $QEMU_PKGS" >&2
 		rust_src_ok || echo "    rustup component add rust-src" >&2
 		bindgen_ok || echo "    cargo install bindgen-cli --locked --version $BINDGEN_VERSION" >&2
 	fi
@@ -100,6 +121,28 @@ PIN
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 	echo "setup: installed $pkgs"
 	echo "setup: $SRC_PKG $(dpkg-query -W -f='${Version}' $SRC_PKG)"
+fi
+
+if ! qemu_ok; then
+	if [ ! -f "$QEMU_LIST" ]; then
+		mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+		[ -n "$mirror" ] || mirror=$(awk '/^deb / && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+		[ -n "$mirror" ] || { echo "setup: cannot find the Debian mirror this machine uses" >&2; exit 1; }
+		cat >"$QEMU_LIST" <<SRC
+Types: deb
+URIs: $mirror
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+		echo "setup: added bookworm-backports ($mirror)"
+	fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		-t bookworm-backports $QEMU_PKGS >/dev/null
+	qemu_ok || { echo "setup: bookworm-backports gave no qemu-system-x86 >= $QEMU_MIN with seabios >= $SEABIOS_MIN" >&2; exit 1; }
+	echo "setup: installed qemu-system-x86 $(dpkg-query -W -f='${Version}' qemu-system-x86)," \
+		"seabios $(dpkg-query -W -f='${Version}' seabios)"
 fi
 
 command -v rustc >/dev/null 2>&1 || { echo "setup: no rustc; install rustup first" >&2; exit 1; }

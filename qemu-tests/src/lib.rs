@@ -1074,24 +1074,28 @@ impl Vm {
     /// For a guest of several boots ([`Guest::boots`]) this is the first boot's
     /// `/init`; what follows applies to the first boot only.
     ///
-    /// A kernel that panics or hangs before `/init` is booted once more, and
-    /// the run says so. Nothing of this project has run at that point, and
-    /// TCG does that now and then: on a loaded host the early PIT calibration
-    /// of the TSC sometimes fails and the slower lockdep kernel hangs (seen on
-    /// microvm); Debian's kernel once took an `int3` Oops while patching a
-    /// static branch in `set_next_task_fair` during boot, not tainted, with
-    /// no module loaded (TCG's cross-vCPU code modification, 1 boot in ~200).
+    /// A kernel that hangs before `/init` is booted once more, and the run
+    /// says so (the first try's log stays as `NAME.first-try.log`). Nothing of
+    /// this project has run at that point, and TCG on a loaded host does that
+    /// now and then: the early PIT calibration of the TSC sometimes fails and
+    /// the slower lockdep kernel hangs (seen on microvm). A kernel that panics
+    /// before `/init` is not booted again: that is a finding. (Under QEMU 7.2
+    /// it was a TCG fault, retried then: Debian's kernel took an `int3` Oops
+    /// while patching a static branch during boot, about 1 boot in 200; QEMU
+    /// 10 runs such patching right: see the README's "QEMU".)
     pub fn boot(guest: &Guest, inputs: &Inputs) -> Vm {
         let mut vm = Vm::start(guest, inputs);
-        if vm.wait_until(|serial| serial.contains(BOOTED) || serial.contains("Kernel panic"))
-            && vm.serial.contains(BOOTED)
-        {
+        vm.wait_until(|serial| serial.contains(BOOTED) || serial.contains("Kernel panic"));
+        if vm.serial.contains(BOOTED) || vm.serial.contains("Kernel panic") {
             return vm;
         }
+        // The first try's log stays, beside the second's.
+        let first = vm.log_path.with_extension("first-try.log");
+        let _ = fs::rename(&vm.log_path, &first);
         eprintln!(
             "{}: the guest kernel never reached /init (log {}); booting once more",
             guest.name,
-            vm.log_path.display()
+            first.display()
         );
         drop(vm);
         Vm::start(guest, inputs)
@@ -1652,29 +1656,6 @@ fn busybox() -> &'static str {
 }
 
 /// Boots `guest` and runs it to its end ([`Vm::boot`], [`Vm::finish`]).
-///
-/// A guest of several boots whose kernel panicked while booting again, before
-/// `/init` (the TCG `int3` Oops of [`Vm::boot`], seen once on Debian's kernel
-/// in a second boot: nothing of this project had run in that boot), is run
-/// once more from the start, and the run says so: [`Vm::boot`]'s retry covers
-/// only the first boot.
 pub fn run(guest: &Guest, inputs: &Inputs) -> Outcome {
-    let out = Vm::boot(guest, inputs).finish();
-    let booted = out.serial.matches(BOOTED).count();
-    let after_last_boot = out.serial.rfind(BOOTED).map_or("", |i| &out.serial[i..]);
-    if guest.boots > 1
-        && out.ending == Ending::TimedOut
-        && booted >= 1
-        && booted == out.guest_resets()
-        && after_last_boot.contains("Kernel panic")
-    {
-        eprintln!(
-            "{}: boot {} never reached /init (log {}); running the guest once more",
-            guest.name,
-            booted + 1,
-            out.log.display()
-        );
-        return Vm::boot(guest, inputs).finish();
-    }
-    out
+    Vm::boot(guest, inputs).finish()
 }

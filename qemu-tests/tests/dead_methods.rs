@@ -50,9 +50,10 @@ const CRASHLOADED: u8 = 0x02;
 /// mtree`: unassigned between the ELCR at 0x4d1 and pvpanic at 0x505; the
 /// guest's /proc/ioports lists nothing there either). A write there is lost.
 const UNUSED_PORT: u64 = 0x504;
-/// A value pvpanic (QEMU 7.2) knows no event for: it logs a guest error
-/// (not shown without `-d guest_errors`) and does nothing else.
-const NO_EVENT: u8 = 0x04;
+/// A value pvpanic knows no event for: it logs a guest error (not shown
+/// without `-d guest_errors`) and does nothing else. Not 0x04: QEMU 9.0 made
+/// that bit "shutdown" (`PVPANIC_SHUTDOWN`), and QEMU 10 powers the guest off.
+const NO_EVENT: u8 = 0x08;
 
 /// The PCI function whose Interrupt Line byte the PCI-space tests write: q35's
 /// ICH9 SMBus controller, 00:1f.3. No driver binds to it in either kernel's
@@ -74,7 +75,7 @@ const MARKER: u8 = 0x5a;
 
 /// The memory the memory-space tests write: q35's ICH9 chipset configuration
 /// registers (RCRB), 16 KiB of MMIO at 0xFED1C000 where SeaBIOS puts them
-/// (LPC config register RCBA, 0xF0, reads 0xFED1C001: enabled). QEMU 7.2
+/// (LPC config register RCBA, 0xF0, reads 0xFED1C001: enabled). QEMU
 /// keeps them as plain storage (`ich9_cc_write()` stores the bytes, reads
 /// give them back); only the D25IR-D31IR interrupt routes (0x3140-0x315F) and
 /// GCS (0x3410) mean anything to it. The byte at 0x100 means nothing, reads
