@@ -97,19 +97,25 @@ if [ "$check_only" = 1 ] || [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 
-setup_start=$(date +%s)
-if [ -n "$pkgs" ]; then
-	if [ ! -f "$BPO_LIST" ]; then
-		mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-		[ -n "$mirror" ] || mirror=$(awk '/^deb / && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-		[ -n "$mirror" ] || { echo "setup: cannot find the Debian mirror this machine uses" >&2; exit 1; }
-		cat >"$BPO_LIST" <<SRC
+# Writes apt source $1 for suite $2 of the Debian mirror this machine uses
+# (in $mirror).
+add_suite() {
+	mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+	[ -n "$mirror" ] || mirror=$(awk '/^deb / && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+	[ -n "$mirror" ] || { echo "setup: cannot find the Debian mirror this machine uses" >&2; exit 1; }
+	cat >"$1" <<SRC
 Types: deb
 URIs: $mirror
-Suites: trixie-backports
+Suites: $2
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
+}
+
+setup_start=$(date +%s)
+if [ -n "$pkgs" ]; then
+	if [ ! -f "$BPO_LIST" ]; then
+		add_suite "$BPO_LIST" trixie-backports
 		cat >"$BPO_PIN" <<PIN
 Package: *
 Pin: release n=trixie-backports
@@ -125,16 +131,7 @@ fi
 
 if ! qemu_ok; then
 	if [ ! -f "$QEMU_LIST" ]; then
-		mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-		[ -n "$mirror" ] || mirror=$(awk '/^deb / && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-		[ -n "$mirror" ] || { echo "setup: cannot find the Debian mirror this machine uses" >&2; exit 1; }
-		cat >"$QEMU_LIST" <<SRC
-Types: deb
-URIs: $mirror
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
+		add_suite "$QEMU_LIST" bookworm-backports
 		echo "setup: added bookworm-backports ($mirror)"
 	fi
 	apt-get update -qq
