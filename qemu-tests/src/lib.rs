@@ -942,7 +942,18 @@ impl Vm {
         fs::write(&initramfs, image).unwrap();
 
         let qmp_path = dir.join("qmp.sock");
-        let mut cmdline = format!("console=ttyS0 rer_guest=1 panic=0{}", guest.append);
+        // `tsc=reliable`: no clocksource watchdog. In 7.3 its cross-CPU skew check waits,
+        // interrupts off, for a remote CPU with a timeout read from the timekeeping
+        // clocksource; at boot that is still jiffies, which stands still then. When the
+        // switch to tsc-early (stop_machine(): every other CPU spins, interrupts off)
+        // starts meanwhile, neither side ever goes on. Seen under TCG on a loaded host
+        // (QEMU showed CPU 0 in watchdog_check_skew, the others in stop_machine_yield,
+        // after "e820: register RAM buffer resource"), about 1 boot in 200; twice in a
+        // row once. TCG's TSC is the host's clock: reliable.
+        let mut cmdline = format!(
+            "console=ttyS0 rer_guest=1 panic=0 tsc=reliable{}",
+            guest.append
+        );
         if guest.machine.starts_with("microvm") {
             // microvm has neither HPET nor ACPI PM timer: when the PIT calibration of the
             // TSC fails under host load, the kernel marks the TSC unstable, and then

@@ -545,7 +545,7 @@ fn cf9_is_unavailable_when_the_kernel_claimed_no_pci_configuration_ports() {
         let out = run(&guest, &inputs);
         out.assert_alive();
         assert!(out.saw(&format!(
-            "RER-CMDLINE console=ttyS0 rer_guest=1 panic=0 {param}\n"
+            "RER-CMDLINE console=ttyS0 rer_guest=1 panic=0 tsc=reliable {param}\n"
         )));
         // The precondition: no configuration mechanism claimed at 0xcf8.
         assert!(
