@@ -273,6 +273,12 @@ fn cut_at(line: &str) -> Option<usize> {
     kernel_record_at(line.get(from..)?).map(|at| from + at)
 }
 
+/// Whether `line` starts with a kernel log record's time stamp
+/// ([`kernel_record_at`]).
+pub fn is_kernel_record(line: &str) -> bool {
+    kernel_record_at(line) == Some(0)
+}
+
 /// Where in `line` a kernel log record starts: `[` spaces digits `.` six
 /// digits `] `.
 fn kernel_record_at(line: &str) -> Option<usize> {

@@ -462,15 +462,8 @@ echo "RER-LOG-TAIL $(grep -c -e rer-last-line-before-reset -e 'reset failed: the
     // `clocksource: tsc: mask: ...` at the cut).
     assert!(out.number_after("RER-LOG-OLDEST-FILLER ") > 0);
     let first = out.line_starting("RER-LOG-FIRST ");
-    let record = first.trim_start_matches("RER-LOG-FIRST [").trim_start();
-    let stamp = record.split_once("] ").map_or("", |(t, _)| t);
     assert!(
-        stamp.split_once('.').is_some_and(|(s, us)| {
-            !s.is_empty()
-                && s.bytes().all(|b| b.is_ascii_digit())
-                && us.len() == 6
-                && us.bytes().all(|b| b.is_ascii_digit())
-        }),
+        acpi::is_kernel_record(&first["RER-LOG-FIRST ".len()..]),
         "the kept log does not start with a whole record: {first:?}"
     );
     assert_eq!(out.number_after("RER-LOG-TAIL "), 2);

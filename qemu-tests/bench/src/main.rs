@@ -321,7 +321,6 @@ fn base_case(group: u8, guest: GuestKind, trig: Trig) -> Case {
 }
 
 fn cases(smoke: bool) -> Vec<Case> {
-    let base = base_case;
     let mut v = Vec::new();
     let guests: &[GuestKind] = if smoke {
         &[GuestKind::Healthy]
@@ -330,26 +329,26 @@ fn cases(smoke: bool) -> Vec<Case> {
     };
     for &g in guests {
         for t in Trig::ALL {
-            v.push(base(0, g, t));
+            v.push(base_case(0, g, t));
         }
     }
     // Secure Boot's lockdown: our device beside seed 000's /dev/port rescue.
     for t in [Trig::Device, Trig::DevPort] {
-        v.push(base(0, GuestKind::Lockdown, t));
+        v.push(base_case(0, GuestKind::Lockdown, t));
     }
     if !smoke {
         // Two CPUs: the healthy case's own runs (see main).
         for cpus in [1, 4] {
             v.push(Case {
                 cpus,
-                ..base(1, GuestKind::Healthy, Trig::Device)
+                ..base_case(1, GuestKind::Healthy, Trig::Device)
             });
         }
         v.push(Case {
             machine: "microvm,acpi=off",
             cpus: 1,
             params: "methods=kbd,acpi,cf9",
-            ..base(2, GuestKind::Healthy, Trig::Device)
+            ..base_case(2, GuestKind::Healthy, Trig::Device)
         });
     }
     v
