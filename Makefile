@@ -11,10 +11,11 @@
 #   make dkms-source         the source tree for DKMS, in /usr/src (see packaging/dkms.conf)
 #   make clean
 #   make check               set up what is missing, run host unit tests and the QEMU suite
-#                            (test kernel, Debian's kernel, then the lockdep kernel)
+#                            (the test kernel, with lock checking and kCFI; then Debian's
+#                            kernel), and end with where the time went
 #   make fuzz                the parsers' property tests with 10 million inputs each
-#   make check-lockdep       only the lockdep leg of make check (PROVE_LOCKING kernel, own cache key)
 #   make bench               trigger-to-reset latency beside reboot -f, sysrq-b, /dev/port
+#                            (on the test kernel without its debug options)
 #   make demo                set up what is missing, show the seed scenario in QEMU
 #
 # KDIR defaults to the running kernel's build directory when it carries Rust
@@ -41,7 +42,10 @@ else
 KDIR := $(shell scripts/kdir.sh)
 endif
 endif
+# The test kernel make check boots (lock checking and kCFI: scripts/debug.config),
+# and the same without them, which make bench measures on.
 TEST_KDIR = $(shell scripts/build-kernel.sh --print-dir)
+BENCH_KDIR = $(shell scripts/build-kernel.sh --print-dir --plain)
 
 # Kbuild with the kernel's own compilers: Debian's GCC kernel through
 # debian-kdir.sh, the clang-built test kernel (or any KDIR) with LLVM.
@@ -58,7 +62,7 @@ TEST_MODULES := $(CURDIR)/qemu-tests/modules
 
 .PHONY: all modules kernel print-kdir modules_install clean setup check check-run \
 	demo demo-run test-modules unit-test fuzz rustfmt rustfmtcheck \
-	check-lockdep check-lockdep-run check-debian-run install dkms-source sender \
+	check-legs check-debian-run install dkms-source sender \
 	bench bench-run
 
 all: modules
@@ -67,7 +71,8 @@ all: modules
 # make a Debian release's KDIR when it is not made yet.
 kernel:
 	@if [ -n "$(KRELEASE)" ]; then scripts/debian-kdir.sh $(KRELEASE) >/dev/null; \
-	elif [ "$(KDIR)" = "$(TEST_KDIR)" ]; then scripts/build-kernel.sh >/dev/null; fi
+	elif [ "$(KDIR)" = "$(TEST_KDIR)" ]; then scripts/build-kernel.sh >/dev/null; \
+	elif [ "$(KDIR)" = "$(BENCH_KDIR)" ]; then scripts/build-kernel.sh --plain >/dev/null; fi
 	@test -f "$(KDIR)/Module.symvers" || { echo "KDIR=$(KDIR) is no built kernel tree"; exit 1; }
 	@test -f "$(KDIR)/rust/libkernel.rmeta" || { \
 		echo "KDIR=$(KDIR) has no rust/libkernel.rmeta: build against a kernel with CONFIG_RUST=y"; \
@@ -112,14 +117,15 @@ DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' packaging/dkms
 DKMS_SRC = $(DESTDIR)/usr/src/rust_emergency_reset-$(DKMS_VERSION)
 dkms-source:
 	install -D -m 644 -t $(DKMS_SRC) Kbuild rust_emergency_reset.rs device.rs sysrq.rs nmi.rs \
-		oops.rs net.rs last_words.rs hw.rs ffi.rs task_offsets.c net_offsets.c packaging/dkms.conf \
+		oops.rs net.rs last_words.rs hw.rs ffi.rs task_offsets.c net_offsets.c abi_offsets.c \
+		packaging/dkms.conf \
 		packaging/dkms-make.sh scripts/debian-kdir.sh
 	install -D -m 644 -t $(DKMS_SRC)/logic/src logic/src/logic.rs logic/src/record.rs \
 		logic/src/packet.rs logic/src/ip.rs
 
 clean:
 	rm -rf *.ko *.o *.mod *.mod.c *.mod.o .*.cmd .*.d Module.symvers modules.order .tmp_versions \
-		task_offsets.s task_offsets.rs net_offsets.s net_offsets.rs \
+		task_offsets.s task_offsets.rs net_offsets.s net_offsets.rs abi_offsets.s abi_offsets.rs \
 		$(addprefix $(TEST_MODULES)/,*.ko *.o *.mod *.mod.c .*.cmd .*.d Module.symvers modules.order) \
 		logic/target sender/target qemu-tests/target qemu-tests/bench/target
 
@@ -140,32 +146,54 @@ sender:
 fuzz:
 	cd logic && RER_FUZZ_ITERATIONS=10000000 cargo test --release --quiet fuzz
 
-# The QEMU suite boots the test kernel whatever KDIR says, then Debian's own
-# kernel: the newest Rust-enabled Debian 13 kernel in trixie-backports,
-# resolved here, its signed vmlinuz fetched into the cache (never installed),
-# the modules built for it by `make KRELEASE=<release>`.
+# The QEMU suite boots the test kernel whatever KDIR says (built with
+# PROVE_LOCKING, DEBUG_ATOMIC_SLEEP and kCFI: any lock report or CFI failure
+# fails a run), then Debian's own kernel: the newest Rust-enabled Debian 13
+# kernel in trixie-backports, resolved here, its signed vmlinuz fetched into
+# the cache (never installed), the modules built for it by
+# `make KRELEASE=<release>`. Each step is timed (scripts/timed.sh) and the
+# run ends with the table of where the time went (qemu-tests' bin/report),
+# failed or not.
 QEMU_TESTS = --test seed --test engine --test faults --test module_file --test packaging \
 	--test docs --test lockdown --test lockdown_signed --test harness --test last_words \
-	--test dead_methods --test reset_path --test network
+	--test dead_methods --test reset_path --test network --test lockdep --test cfi
 QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian \
 	--test lockdown --test last_words --test dead_methods --test reset_path --test network
+TIMED = scripts/timed.sh
+RER_TIMINGS := $(CURDIR)/qemu-tests/target/timings.tsv
+export RER_TIMINGS
 check-run:
-	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
-	$(MAKE) unit-test sender
-	cd qemu-tests && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
-		RER_TEST_MODULES=$(TEST_MODULES) RER_SENDER=$(SENDER) cargo test --release --no-fail-fast $(QEMU_TESTS) -- --test-threads=2
-	cd qemu-tests/bench && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
-		RER_TEST_MODULES=$(TEST_MODULES) cargo run --release --quiet -- --smoke
-	$(MAKE) check-debian-run DEBIAN_RELEASE=$$(scripts/debian-kdir.sh --resolve)
+	rc=0; $(MAKE) check-legs || rc=$$?; \
+		cd qemu-tests && cargo run --release --quiet --bin report; exit $$rc
+
+check-legs:
+	$(TIMED) "test kernel" kernel --cached-if $(TEST_KDIR)/../.built -- $(MAKE) KDIR=$(TEST_KDIR) kernel
+	$(TIMED) "test kernel" modules -- $(MAKE) KDIR=$(TEST_KDIR) modules test-modules
+	$(TIMED) host "unit tests and sender" -- $(MAKE) unit-test sender
+	cd qemu-tests && ../$(TIMED) "test kernel" "QEMU tests" -- env RER_KDIR=$(TEST_KDIR) \
+		RER_MODULE=$(CURDIR)/rust_emergency_reset.ko RER_TEST_MODULES=$(TEST_MODULES) \
+		RER_SENDER=$(SENDER) cargo test --release --no-fail-fast $(QEMU_TESTS) -- --test-threads=2
+	cd qemu-tests/bench && ../../$(TIMED) "test kernel" "bench smoke" -- env RER_KDIR=$(TEST_KDIR) \
+		RER_MODULE=$(CURDIR)/rust_emergency_reset.ko RER_TEST_MODULES=$(TEST_MODULES) \
+		cargo run --release --quiet -- --smoke
+	$(TIMED) debian "root and resolve" --cached-if $$(scripts/debian-root.sh --print-dir)/.ready -- \
+		sh -c 'scripts/debian-kdir.sh --resolve >qemu-tests/target/debian-release'
+	$(MAKE) check-debian-run DEBIAN_RELEASE=$$(cat qemu-tests/target/debian-release)
 	cd qemu-tests && cargo run --release --quiet --bin matrix -- test $$(cat target/debian-release)
-	$(MAKE) check-lockdep-run
 
 check-debian-run:
 	@test -n "$(DEBIAN_RELEASE)" || { echo "check: no Debian 13 kernel resolved in trixie-backports" >&2; exit 1; }
 	@echo "check: Debian's kernel under test: $(DEBIAN_RELEASE)"
 	echo $(DEBIAN_RELEASE) >qemu-tests/target/debian-release
-	$(MAKE) KRELEASE=$(DEBIAN_RELEASE) modules test-modules
-	cd qemu-tests && RER_KDIR=$$(../scripts/debian-kdir.sh --print-dir $(DEBIAN_RELEASE)) \
+	$(TIMED) $(DEBIAN_RELEASE) "vmlinuz and NIC modules" \
+		--cached-if "$$(ls -d $$(scripts/debian-root.sh --print-dir)/../debian-binary-$(DEBIAN_RELEASE)-*/vmlinuz 2>/dev/null | head -1)" -- \
+		sh -c 'scripts/debian-kdir.sh --vmlinuz $(DEBIAN_RELEASE) >/dev/null && \
+			scripts/debian-kdir.sh --net-modules $(DEBIAN_RELEASE) >/dev/null'
+	$(TIMED) $(DEBIAN_RELEASE) KDIR --cached-if $$(scripts/debian-kdir.sh --print-dir $(DEBIAN_RELEASE))/../.built -- \
+		$(MAKE) KRELEASE=$(DEBIAN_RELEASE) kernel
+	$(TIMED) $(DEBIAN_RELEASE) modules -- $(MAKE) KRELEASE=$(DEBIAN_RELEASE) modules test-modules
+	cd qemu-tests && ../$(TIMED) $(DEBIAN_RELEASE) "QEMU tests" -- \
+		env RER_KDIR=$$(../scripts/debian-kdir.sh --print-dir $(DEBIAN_RELEASE)) \
 		RER_KERNEL=$$(../scripts/debian-kdir.sh --vmlinuz $(DEBIAN_RELEASE)) \
 		RER_NET_MODULES=$$(../scripts/debian-kdir.sh --net-modules $(DEBIAN_RELEASE)) \
 		RER_KERNEL_NAME=$(DEBIAN_RELEASE) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
@@ -175,43 +203,16 @@ check-debian-run:
 # Trigger-to-reset latency beside the anchors (see qemu-tests/bench); writes
 # Documentation/benchmark.md and .png. BENCH_RUNS=N runs per case (default 20).
 bench-run:
-	$(MAKE) KDIR=$(TEST_KDIR) modules test-modules
-	cd qemu-tests/bench && RER_KDIR=$(TEST_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
+	$(MAKE) KDIR=$(BENCH_KDIR) modules test-modules
+	cd qemu-tests/bench && RER_KDIR=$(BENCH_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
 		RER_TEST_MODULES=$(TEST_MODULES) cargo run --release --quiet
 
 bench: setup
 	$(MAKE) bench-run
 
-# The same module against a kernel with PROVE_LOCKING and DEBUG_ATOMIC_SLEEP
-# (its own cache key; `make check` runs this last): the engine, the reset
-# path (oops, panic, NMI, unload), last words, the network trigger's packet
-# path (softirq), the fault matrix with the on_oops and NMI tests, and the
-# checker's self-test (LOCKDEP_TESTS= to run fewer);
-# any lock report fails a run. Built from copies of the sources, so the
-# normal .ko files stay as they are. Serial logs: target/serial-logs/test-lockdep.
-LOCKDEP_TESTS = --test engine --test lockdep --test reset_path --test last_words --test network \
-	--test faults
-LOCKDEP_FRAGMENT := $(CURDIR)/scripts/lockdep.config
-LOCKDEP_KDIR = $(shell scripts/build-kernel.sh --print-dir $(LOCKDEP_FRAGMENT))
-LOCKDEP_OUT := $(CURDIR)/qemu-tests/target/lockdep-build
-LOCKDEP_MOD = $(LOCKDEP_OUT)/usr/src/rust_emergency_reset-$(DKMS_VERSION)
-check-lockdep-run:
-	scripts/build-kernel.sh $(LOCKDEP_FRAGMENT) >/dev/null
-	rm -rf $(LOCKDEP_OUT)
-	$(MAKE) dkms-source DESTDIR=$(LOCKDEP_OUT)
-	install -D -m 644 -t $(LOCKDEP_OUT)/test-modules $(TEST_MODULES)/Kbuild $(TEST_MODULES)/*.rs
-	$(MAKE) -C $(LOCKDEP_KDIR) M=$(LOCKDEP_MOD) LLVM=$(LLVM) modules
-	$(MAKE) -C $(LOCKDEP_KDIR) M=$(LOCKDEP_OUT)/test-modules LLVM=$(LLVM) modules
-	$(MAKE) sender
-	cd qemu-tests && RER_KDIR=$(LOCKDEP_KDIR) RER_MODULE=$(LOCKDEP_MOD)/rust_emergency_reset.ko \
-		RER_KERNEL=$(LOCKDEP_KDIR)/arch/x86/boot/bzImage RER_KERNEL_NAME=test-lockdep \
-		RER_TEST_MODULES=$(LOCKDEP_OUT)/test-modules RER_SENDER=$(SENDER) \
-		cargo test --release --no-fail-fast $(LOCKDEP_TESTS) -- --test-threads=2
-
-check-lockdep: setup
-	$(MAKE) check-lockdep-run
-
-check: setup
+check:
+	rm -f qemu-tests/target/timings.tsv qemu-tests/target/guest-times.tsv qemu-tests/target/retries.tsv
+	$(TIMED) setup setup --cached-if-ok 'scripts/setup.sh --check' -- $(MAKE) setup
 	$(MAKE) check-run
 
 demo-run:

@@ -52,7 +52,7 @@ use crate::{
         format_last_words,
         LastWords, //
     },
-    Trigger, ENGINE, TRIGGERS,
+    Trigger, ENGINE, TAKEOVERS, TRIGGERS,
 };
 
 /// At most 10 lines about refused writes every 5 s.
@@ -126,6 +126,7 @@ impl MiscDevice for ResetDevice {
             on_oops: engine.on_oops,
             triggers: TRIGGERS.load(Ordering::Relaxed),
             refused: REFUSED.load(Ordering::Relaxed),
+            takeovers: TAKEOVERS.load(Ordering::Relaxed),
         };
         let words = match engine.last_words {
             Some(region) => region.status(),

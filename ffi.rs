@@ -20,6 +20,17 @@ use kernel::{
     },
 };
 
+/// `offsetof()` and `sizeof()` of the structs sysrq.rs, nmi.rs and
+/// last_words.rs declare by hand, from the C compiler, generated at build time
+/// from `abi_offsets.c` (see `Kbuild`), whose static assertions also check
+/// every hand-declared prototype and callback type. Used only in the layout
+/// assertions beside each struct, which rustc 1.85 (Debian's) does not count
+/// as uses.
+#[allow(dead_code)]
+pub(crate) mod abi_offsets {
+    include!("abi_offsets.rs");
+}
+
 /// `s` at the start of `N` zero bytes, at compile time (`s` must fit).
 pub(crate) const fn padded<const N: usize>(s: &str) -> [u8; N] {
     let src = s.as_bytes();

@@ -90,6 +90,18 @@ struct KmsgDumpIter {
     next_seq: u64,
 }
 
+// Our layout is the C compiler's (`abi_offsets.c` checks the prototypes).
+const _: () = {
+    use crate::ffi::abi_offsets as c;
+    use core::mem::{
+        offset_of,
+        size_of, //
+    };
+    assert!(size_of::<KmsgDumpIter>() == c::KMSG_DUMP_ITER_SIZE);
+    assert!(offset_of!(KmsgDumpIter, cur_seq) == c::KMSG_DUMP_ITER_CUR_SEQ);
+    assert!(offset_of!(KmsgDumpIter, next_seq) == c::KMSG_DUMP_ITER_NEXT_SEQ);
+};
+
 extern "C" {
     fn kmsg_dump_rewind(iter: *mut KmsgDumpIter);
     fn kmsg_dump_get_buffer(

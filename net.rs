@@ -118,8 +118,20 @@ const NF_ACCEPT: c_uint = bindings::NF_ACCEPT;
 /// `NF_IP_PRI_FIRST` and `NF_IP6_PRI_FIRST`: `INT_MIN`, before every other hook.
 const PRIORITY_FIRST: c_int = c_int::MIN;
 
+/// `struct nf_hook_state` (include/linux/netfilter.h), never looked into.
+/// kCFI types an indirect call by its C prototype, and encodes a `#[repr(C)]`
+/// struct by its name: the hook must take a pointer to a struct of exactly this
+/// name, not `*const c_void` (a different type id: netfilter's call would trap
+/// on a `CONFIG_CFI` kernel).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+pub(crate) struct nf_hook_state {
+    _opaque: [u8; 0],
+}
+
 /// `nf_hookfn` (include/linux/netfilter.h): `priv`, the packet, the hook state.
-type HookFn = unsafe extern "C" fn(*mut c_void, *mut bindings::sk_buff, *const c_void) -> c_uint;
+type HookFn =
+    unsafe extern "C" fn(*mut c_void, *mut bindings::sk_buff, *const nf_hook_state) -> c_uint;
 
 /// `struct nf_hook_ops` (include/linux/netfilter.h). The kernel owns `list`
 /// and `rcu`; `hook_ops_type` is the C bitfield `enum nf_hook_ops_type
@@ -387,7 +399,7 @@ fn differ(a: &[u8; 32], b: &[u8; 32]) -> bool {
 unsafe extern "C" fn hook_v4(
     _priv: *mut c_void,
     skb: *mut bindings::sk_buff,
-    _state: *const c_void,
+    _state: *const nf_hook_state,
 ) -> c_uint {
     on_packet(Family::V4, skb)
 }
@@ -398,7 +410,7 @@ unsafe extern "C" fn hook_v4(
 unsafe extern "C" fn hook_v6(
     _priv: *mut c_void,
     skb: *mut bindings::sk_buff,
-    _state: *const c_void,
+    _state: *const nf_hook_state,
 ) -> c_uint {
     on_packet(Family::V6, skb)
 }

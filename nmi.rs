@@ -53,6 +53,20 @@ struct NmiAction {
     name: *const c_char,
 }
 
+// Our layout is the C compiler's (`abi_offsets.c` checks the handler's type).
+const _: () = {
+    use crate::ffi::abi_offsets as c;
+    use core::mem::{
+        offset_of,
+        size_of, //
+    };
+    assert!(size_of::<NmiAction>() == c::NMIACTION_SIZE);
+    assert!(offset_of!(NmiAction, handler) == c::NMIACTION_HANDLER);
+    assert!(offset_of!(NmiAction, max_duration) == c::NMIACTION_MAX_DURATION);
+    assert!(offset_of!(NmiAction, flags) == c::NMIACTION_FLAGS);
+    assert!(offset_of!(NmiAction, name) == c::NMIACTION_NAME);
+};
+
 const fn nmi_action() -> NmiAction {
     NmiAction {
         list: bindings::list_head {

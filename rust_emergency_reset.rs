@@ -47,7 +47,6 @@
 use core::{
     fmt,
     sync::atomic::{
-        AtomicBool,
         AtomicU64,
         Ordering, //
     },
@@ -135,9 +134,12 @@ ffi::string_param!(
 
 /// Resets attempted since load.
 pub(crate) static TRIGGERS: AtomicU64 = AtomicU64::new(0);
-/// A reset is being attempted: a second trigger (another CPU's NMI, a second
-/// writer) does not start another one meanwhile.
-static RESETTING: AtomicBool = AtomicBool::new(false);
+/// When the reset attempt under way started ([`ffi::now_ns`]), 0 when none
+/// is: a second trigger (another CPU's NMI, a second writer) does not start
+/// another one meanwhile, unless the first stalled (see [`claim`]).
+static ATTEMPT_SINCE: AtomicU64 = AtomicU64::new(0);
+/// Attempts taken over from one that stalled ([`logic::takes_over`]).
+pub(crate) static TAKEOVERS: AtomicU64 = AtomicU64::new(0);
 
 /// How the ACPI method writes its value, resolved at load.
 #[derive(Clone, Copy)]
@@ -172,6 +174,15 @@ pub(crate) enum Trigger {
     Oops,
     /// An authenticated datagram, from this address.
     Net(packet::Addr),
+}
+
+impl Trigger {
+    /// The triggers of a machine where nothing else may run again: an NMI,
+    /// and an oops (die notifier, panic notifier, or its watch after it).
+    /// They take over from an attempt that stalled; the others get `EBUSY`.
+    fn may_take_over(&self) -> bool {
+        matches!(self, Trigger::Nmi | Trigger::Oops)
+    }
 }
 
 impl fmt::Display for Trigger {
@@ -231,10 +242,30 @@ macro_rules! say {
     }};
 }
 
+/// Takes the attempt for this CPU at `now`: `Ok(None)` when none was under
+/// way, `Ok(Some(ns))` when `trigger` took over from one under way for `ns`
+/// (longer than [`logic::EIO_BOUND_US`]: its CPU stopped), `EBUSY` otherwise.
+fn claim(trigger: &Trigger, now: u64) -> Result<Option<u64>> {
+    let mut seen = ATTEMPT_SINCE.load(Ordering::Acquire);
+    loop {
+        let took_over = match seen {
+            0 => None,
+            since if trigger.may_take_over() && logic::takes_over(since, now) => Some(now - since),
+            _ => return Err(EBUSY),
+        };
+        match ATTEMPT_SINCE.compare_exchange(seen, now, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => return Ok(took_over),
+            Err(actual) => seen = actual,
+        }
+    }
+}
+
 /// Resets the machine with `only`, or with every configured method in order.
 ///
 /// Returns `EIO` if the machine is still running afterwards, `EBUSY` if
-/// another reset is being attempted at the same time. Runs with local
+/// another reset is being attempted at the same time. An NMI or oops
+/// trigger takes over from an attempt under way for longer than the bound
+/// for `EIO` ([`claim`]), and says so. Runs with local
 /// interrupts off; never sleeps, allocates or takes a lock. Each log line is
 /// best effort: printed synchronously (see [`say`]), never waiting for a
 /// console another CPU holds. With a last-words region, the record is saved
@@ -244,13 +275,27 @@ pub(crate) fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result 
     let Some(engine) = ENGINE.as_ref() else {
         return Err(EIO);
     };
-    if RESETTING.swap(true, Ordering::Acquire) {
-        return Err(EBUSY);
-    }
+    // Interrupts go off before the attempt is taken, and stay off until it is
+    // given back: nothing can preempt this CPU while it holds the attempt (a
+    // writer preempted there by a real-time hog and never run again would hold
+    // it for good), and a CPU that still stops inside it (an SMI storm, a
+    // method's write that never completes) is taken over from by `claim`.
+    let irqs_off = hw::IrqsOff::new();
+    // Never 0, which means "none under way".
+    let now = ffi::now_ns().max(1);
+    let took_over = claim(&trigger, now)?;
     TRIGGERS.fetch_add(1, Ordering::Relaxed);
+    if let Some(ns) = took_over {
+        TAKEOVERS.fetch_add(1, Ordering::Relaxed);
+        say!(
+            &irqs_off,
+            "{}: taking over from an attempt stalled for {} ms\n",
+            trigger,
+            ns / 1_000_000
+        );
+    }
     let pid = ffi::current_pid();
     let caller = matches!(trigger, Trigger::Device).then(last_words::current_caller);
-    let irqs_off = hw::IrqsOff::new();
     let order = match only {
         Some(ref m) => core::slice::from_ref(m),
         None => engine.order.as_slice(),
@@ -282,7 +327,8 @@ pub(crate) fn emergency_reset(trigger: Trigger, only: Option<Method>) -> Result 
         }
         region.mark_failed();
     }
-    RESETTING.store(false, Ordering::Release);
+    // Given back only if still ours: a trigger that took over owns it now.
+    let _ = ATTEMPT_SINCE.compare_exchange(now, 0, Ordering::Release, Ordering::Relaxed);
     drop(irqs_off);
     Err(EIO)
 }

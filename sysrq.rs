@@ -68,6 +68,20 @@ struct SysrqKeyOp {
     enable_mask: c_int,
 }
 
+// Our layout is the C compiler's (`abi_offsets.c` checks the handler's type).
+const _: () = {
+    use crate::ffi::abi_offsets as c;
+    use core::mem::{
+        offset_of,
+        size_of, //
+    };
+    assert!(size_of::<SysrqKeyOp>() == c::SYSRQ_KEY_OP_SIZE);
+    assert!(offset_of!(SysrqKeyOp, handler) == c::SYSRQ_KEY_OP_HANDLER);
+    assert!(offset_of!(SysrqKeyOp, help_msg) == c::SYSRQ_KEY_OP_HELP_MSG);
+    assert!(offset_of!(SysrqKeyOp, action_msg) == c::SYSRQ_KEY_OP_ACTION_MSG);
+    assert!(offset_of!(SysrqKeyOp, enable_mask) == c::SYSRQ_KEY_OP_ENABLE_MASK);
+};
+
 // SAFETY: read-only after `init`; the kernel only reads it.
 unsafe impl Sync for SysrqKeyOp {}
 

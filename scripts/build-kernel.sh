@@ -4,11 +4,13 @@
 # Build the Rust-enabled x86_64 test kernel the QEMU tests boot, and print
 # its build directory (the KDIR modules are built against) on stdout.
 #
-#   scripts/build-kernel.sh [EXTRA_FRAGMENT...]
-#   scripts/build-kernel.sh --print-dir [EXTRA_FRAGMENT...]   (where; build nothing)
+#   scripts/build-kernel.sh [--print-dir] [--plain] [EXTRA_FRAGMENT...]
 #
-# The tree is unpacked from linux-source-7.3 and configured as allnoconfig +
-# scripts/test-kernel.config (+ any extra fragments).  The result lives in a
+# --print-dir prints where it is (or will be) and builds nothing. The tree is
+# unpacked from linux-source-7.3 and configured as allnoconfig +
+# scripts/test-kernel.config + scripts/debug.config (lock checking and kCFI:
+# the kernel `make check` boots) + any extra fragments; --plain leaves out
+# debug.config (the production-like kernel `make bench` measures on).  The result lives in a
 # cache outside the clone, keyed by everything that produced it: the source
 # package version, the fragments, RECIPE below (bump it when the way the
 # kernel is built changes), rustc, bindgen and clang.  A second run with the
@@ -29,12 +31,17 @@ log() { echo "build-kernel: $*" >&2; }
 
 [ -f "$SRC_TAR" ] || { log "$SRC_TAR missing: run scripts/setup.sh as root"; exit 1; }
 
-print_only=0
-if [ "${1:-}" = "--print-dir" ]; then
-	print_only=1
+print_only=0 plain=0
+while :; do
+	case "${1:-}" in
+	--print-dir) print_only=1 ;;
+	--plain) plain=1 ;;
+	*) break ;;
+	esac
 	shift
-fi
+done
 fragments=("$here/test-kernel.config")
+[ "$plain" = 1 ] || fragments+=("$here/debug.config")
 for f in "$@"; do
 	[ -f "$f" ] || { log "no such fragment: $f"; exit 1; }
 	fragments+=("$(readlink -f "$f")")

@@ -417,6 +417,8 @@ pub struct Status<'a> {
     pub triggers: u64,
     /// Writes refused (bad command or missing capability).
     pub refused: u64,
+    /// Attempts taken over from one stalled past [`EIO_BOUND_US`].
+    pub takeovers: u64,
 }
 
 /// Writes the status, one `key: value` per line:
@@ -433,6 +435,7 @@ pub struct Status<'a> {
 /// on_oops: off
 /// triggers: 0
 /// refused: 2
+/// takeovers: 0
 /// ```
 ///
 /// `acpi_reset_register` and `sysrq_key` say `none` when there is none;
@@ -467,7 +470,8 @@ pub fn format_status(s: &Status<'_>, out: &mut impl fmt::Write) -> fmt::Result {
         None => out.write_str("on_oops: off\n")?,
     }
     writeln!(out, "triggers: {}", s.triggers)?;
-    writeln!(out, "refused: {}", s.refused)
+    writeln!(out, "refused: {}", s.refused)?;
+    writeln!(out, "takeovers: {}", s.takeovers)
 }
 
 /// A `fmt::Write` into a fixed buffer; fails rather than truncating.
@@ -570,7 +574,20 @@ pub const SETTLE_US: u32 = 50_000;
 /// with its waits, the ACPI write, the 0xCF9 sequence, each followed by
 /// [`SETTLE_US`]. About 201 ms; the documented bound for EIO is 250 ms.
 pub const WORST_CASE_US: u32 = I8042_TRIES * (I8042_WAIT_US + 100) + 100 + 3 * SETTLE_US;
+
+/// The documented bound for `EIO`: an attempt that has not reset the machine
+/// within it has failed, or its CPU stopped making progress.
+pub const EIO_BOUND_US: u32 = 250_000;
 const _: () = assert!(
-    WORST_CASE_US <= 250_000,
+    WORST_CASE_US <= EIO_BOUND_US,
     "the documented bound for EIO is 250 ms"
 );
+
+/// Whether a trigger that may take over (NMI, die, panic) takes over from the
+/// attempt under way since `since_ns` (0: none is), at `now_ns` (both
+/// `ktime_get_mono_fast_ns()`): only from one under way longer than
+/// [`EIO_BOUND_US`], whose CPU was stopped (preempted for good, held in an
+/// SMI, wedged in a method's write) rather than still trying.
+pub fn takes_over(since_ns: u64, now_ns: u64) -> bool {
+    since_ns != 0 && now_ns.saturating_sub(since_ns) > u64::from(EIO_BOUND_US) * 1000
+}

@@ -227,6 +227,7 @@ fn status_format_is_stable() {
         on_oops: Some(5),
         triggers: 3,
         refused: 12,
+        takeovers: 1,
     };
     assert_eq!(
         status_text(&status),
@@ -240,7 +241,8 @@ fn status_format_is_stable() {
          nmi: on\n\
          on_oops: 5\n\
          triggers: 3\n\
-         refused: 12\n"
+         refused: 12\n\
+         takeovers: 1\n"
     );
     let none = Status {
         reset_register: None,
@@ -276,6 +278,7 @@ fn the_longest_status_fits_the_module_buffer() {
         on_oops: Some(u32::MAX),
         triggers: u64::MAX,
         refused: u64::MAX,
+        takeovers: u64::MAX,
     };
     assert!(status_text(&status).len() < 512);
 }
@@ -429,4 +432,18 @@ fn cf9_keeps_the_other_bits_requests_a_hard_reset_then_a_cold_one() {
 fn every_method_present_and_dead_fails_within_the_documented_250_ms() {
     // 10 x (5 ms + 100 us) + 100 us + 3 x 50 ms; `logic.rs` asserts <= 250 ms at compile time.
     assert_eq!(WORST_CASE_US, 201_100);
+}
+
+#[test]
+fn only_an_attempt_stalled_past_the_eio_bound_is_taken_over() {
+    let bound = u64::from(EIO_BOUND_US) * 1000;
+    let since = 5_000_000_000;
+    // None under way: nothing to take over (the trigger simply takes the attempt).
+    assert!(!takes_over(0, since));
+    // Within the bound the attempt may still reset the machine: EBUSY, as before.
+    assert!(!takes_over(since, since));
+    assert!(!takes_over(since, since + bound));
+    assert!(takes_over(since, since + bound + 1));
+    // A clock read before the attempt's own (another CPU's) is no stall.
+    assert!(!takes_over(since, since - 1));
 }

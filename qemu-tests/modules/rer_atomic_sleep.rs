@@ -6,7 +6,7 @@
 //! insmod rer_atomic_sleep.ko   # in a QEMU test guest only
 //! ```
 //!
-//! Proves that `make check-lockdep`'s kernel reports what the reset path must
+//! Proves that `make check`'s test kernel reports what the reset path must
 //! never do: with `CONFIG_DEBUG_ATOMIC_SLEEP` the kernel prints "BUG: sleeping
 //! function called from invalid context". Harmless otherwise: the sleep is 1 ms.
 

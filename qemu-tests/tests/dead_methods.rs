@@ -23,10 +23,10 @@
 use qemu_tests::{
     acpi::{
         assert_fadt_override,
-        mended_console,
         pci_config_address,
         ResetSpace, //
     },
+    console::mended_console,
     run,
     Guest,
     Inputs,

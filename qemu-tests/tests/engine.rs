@@ -205,6 +205,7 @@ fn status_matches_the_machine() {
                 "sysrq_key: x\n",
                 "triggers: 0\n",
                 "refused: 0\n",
+                "takeovers: 0\n",
             ],
         ),
         (
@@ -400,4 +401,77 @@ fn nmi_on_a_healthy_guest_resets() {
     assert!(vm.wait_for("RER-READY"));
     vm.qmp_command("inject-nmi", json!({}));
     vm.finish().assert_reset_by_nmi_best_effort("nmi", "kbd");
+}
+
+/// How far past `.text` the stalling module's spinning CPU may be.
+const STALL_TEXT: u64 = 0x1000;
+
+/// A reset attempt whose CPU stops for good inside it, with the attempt held
+/// (`rer_stall`: a kprobe on the pid lookup the engine makes once it holds
+/// the attempt, which spins there with interrupts off, as a CPU held by an
+/// SMI storm or a preempted writer never run again would stay): an injected
+/// NMI, more than the bound for `EIO` later, takes over and resets. Before
+/// the takeover (and with the attempt taken before interrupts went off) this
+/// guest stayed down: the NMI found an attempt under way and did nothing.
+#[test]
+fn an_nmi_takes_over_from_an_attempt_whose_cpu_stopped_for_good() {
+    let inputs = inputs();
+    // The shell on the CPU that takes the UART's interrupt (IRQ 4), through
+    // which its console output goes; the writer on the other one.
+    let scenario = format!(
+        "{INSMOD} nmi=1\ninsmod /modules/rer_stall.ko\n\
+         echo \"RER-STALL-TEXT $(cat /sys/module/rer_stall/sections/.text)\"\n\
+         echo 1 > /sys/module/rer_stall/parameters/armed\n\
+         uart=$(cat /proc/irq/4/effective_affinity_list)\nwriter=$((1 - uart))\n\
+         taskset -p $((1 << uart)) $$ >/dev/null\n\
+         taskset $((1 << writer)) ash -c 'echo reset > /dev/emergency_reset; \
+         echo RER-WRITE-RETURNED rc=$?' &\n\
+         sleep 1\nread stopped </sys/module/rer_stall/parameters/stopped\n\
+         echo \"RER-STALLED $stopped cpu=$writer\"\nsleep 8\n"
+    );
+    let guest = Guest::new("stalled_attempt_nmi", &inputs, &scenario)
+        .with_module(inputs.test_module("rer_stall"));
+    let mut vm = Vm::boot(&guest, &inputs);
+    // The fault in place: the writer's CPU stopped inside the attempt, seen by
+    // the kprobe (its `stopped`, read by the shell on the other CPU, a second
+    // after the write began: past the bound) and by QEMU (CPU 1 spinning,
+    // interrupts off, in rer_stall's code, the shell's CPU not).
+    let text = vm
+        .line_starting_within("RER-STALL-TEXT 0x", Duration::from_secs(20))
+        .and_then(|l| u64::from_str_radix(l.trim_start_matches("RER-STALL-TEXT 0x"), 16).ok())
+        .map(|start| start..start + STALL_TEXT)
+        .unwrap_or_else(|| panic!("no RER-STALL-TEXT line; log {}", vm.log_path().display()));
+    let stalled = vm.line_starting_within("RER-STALLED ", Duration::from_secs(20));
+    let writer = stalled
+        .as_deref()
+        .and_then(|l| l.strip_prefix("RER-STALLED 1 cpu="))
+        .and_then(|cpu| cpu.parse::<usize>().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the writer's CPU never stopped: {stalled:?}; log {}",
+                vm.log_path().display()
+            )
+        });
+    let vcpus = vm.vcpus();
+    let spinning: Vec<usize> = vcpus
+        .iter()
+        .filter(|c| c.spins_in(text.clone()))
+        .map(|c| c.index)
+        .collect();
+    assert_eq!(
+        spinning,
+        [writer],
+        "the writer's CPU alone spins in rer_stall: {vcpus:?}"
+    );
+    vm.qmp_command("inject-nmi", json!({}));
+    let out = vm.finish();
+    out.assert_reset();
+    assert!(!out.saw("RER-WRITE-RETURNED"), "the stalled write returned");
+    // Lines from an NMI's reset are best effort: those that got out name the takeover.
+    if let Some(line) = out.lines_with("taking over").first() {
+        assert!(
+            line.contains("nmi: taking over from an attempt stalled for"),
+            "{line}"
+        );
+    }
 }

@@ -160,7 +160,7 @@ fi
     }
     // "mode N at 0x<start> size 65536 sum 0x<checksum>": (mode and region, checksum).
     let scribbles = |boot: usize| -> Vec<(String, String)> {
-        qemu_tests::acpi::mend(out.boot_console(boot))
+        qemu_tests::console::mend(out.boot_console(boot))
             .lines()
             .filter_map(|l| l.strip_prefix("RER-SCRIBBLE "))
             .map(|l| {

@@ -12,7 +12,7 @@
 //! come from the record.
 
 use qemu_tests::{
-    acpi,
+    console,
     run,
     Ending,
     Guest,
@@ -53,11 +53,11 @@ fn inputs() -> Inputs {
     Inputs::from_env()
 }
 
-/// `out` with its console mended ([`acpi::mend`]): the kernel prints
+/// `out` with its console mended ([`console::mend`]): the kernel prints
 /// asynchronously, and its lines land inside the scenario's now and then
 /// (seen splitting a saved-log line). Every check below reads whole lines.
 fn mended(mut out: Outcome) -> Outcome {
-    out.serial = acpi::mend(&out.serial);
+    out.serial = console::mend(&out.serial);
     out
 }
 
@@ -463,7 +463,7 @@ echo "RER-LOG-TAIL $(grep -c -e rer-last-line-before-reset -e 'reset failed: the
     assert!(out.number_after("RER-LOG-OLDEST-FILLER ") > 0);
     let first = out.line_starting("RER-LOG-FIRST ");
     assert!(
-        acpi::is_kernel_record(&first["RER-LOG-FIRST ".len()..]),
+        console::is_kernel_record(&first["RER-LOG-FIRST ".len()..]),
         "the kept log does not start with a whole record: {first:?}"
     );
     assert_eq!(out.number_after("RER-LOG-TAIL "), 2);

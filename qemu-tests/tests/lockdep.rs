@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Run only in the lockdep leg of `make check` (`make check-lockdep`), against
-//! the kernel built with `CONFIG_PROVE_LOCKING`, `CONFIG_DEBUG_LOCKDEP` and
-//! `CONFIG_DEBUG_ATOMIC_SLEEP`: the harness's check for lock reports (made in
+//! Run on the test kernel, which `make check` builds with
+//! `CONFIG_PROVE_LOCKING`, `CONFIG_DEBUG_LOCKDEP` and `CONFIG_DEBUG_ATOMIC_SLEEP`
+//! (`scripts/debug.config`): the harness's check for lock reports (made in
 //! every run) does see one when there is one.
 
 use qemu_tests::{

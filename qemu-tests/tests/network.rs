@@ -146,7 +146,7 @@ fn status(vm: &mut Vm, ask: &mut u32) -> BTreeMap<String, String> {
         qemu_tests::tail(vm.console(), 30)
     );
     // The kernel prints asynchronously: a line of its may land inside ours.
-    let console = qemu_tests::acpi::mend(vm.console());
+    let console = qemu_tests::console::mend(vm.console());
     let begin = console
         .rfind(&format!("RER-STATUS-BEGIN {n}\n"))
         .expect("status begin");
@@ -265,7 +265,7 @@ fn dead_userspace_reset(name: &str, from: &str, send: impl FnOnce(&Vm, &Key)) {
     let mut vm = Vm::boot(&guest, &inputs);
     let dies = vm.wait_for("RER-USERSPACE-DIES");
     // Whole lines: a kernel line may have landed inside one of ours.
-    let console = qemu_tests::acpi::mend(vm.console());
+    let console = qemu_tests::console::mend(vm.console());
     assert!(
         dies,
         "the guest never got to kill its userspace:\n{}",
@@ -337,7 +337,7 @@ fn alive_guest(name: &str, inputs: &Inputs, key: &Key) -> Vm {
         "the guest never got ready:\n{}",
         qemu_tests::tail(vm.console(), 30)
     );
-    let console = qemu_tests::acpi::mend(vm.console());
+    let console = qemu_tests::console::mend(vm.console());
     assert!(has_line(&console, NET_UP), "no network");
     assert!(has_line(&console, "RER-NET-ARMED boot=1 rc=0"), "not armed");
     vm
@@ -632,7 +632,7 @@ fn a_datagram_replayed_after_the_reset_and_reboot_is_refused() {
     let mut vm = Vm::boot(&guest, &inputs);
     assert!(vm.wait_for("RER-READY-1-DONE"), "boot 1 never got ready");
     // The line is whole once the marker after it is there; a kernel line may have split it.
-    let console = qemu_tests::acpi::mend(vm.console());
+    let console = qemu_tests::console::mend(vm.console());
     let armed: u64 = console
         .lines()
         .find_map(|l| l.strip_prefix("RER-READY-1 net_armed_since_ms: "))
@@ -648,7 +648,7 @@ fn a_datagram_replayed_after_the_reset_and_reboot_is_refused() {
         "boot 2 never got ready:\n{}",
         qemu_tests::tail(vm.console(), 30)
     );
-    let console = qemu_tests::acpi::mend(vm.console());
+    let console = qemu_tests::console::mend(vm.console());
     assert!(
         has_line(&console, "RER-NET-ARMED boot=2 rc=0"),
         "boot 2 not armed"
@@ -883,7 +883,7 @@ fn bad_parameters_fail_the_load_and_the_key_is_never_shown() {
     let guest = Guest::new("net_bad_parameters", &inputs, &scenario).network(&inputs);
     let out = qemu_tests::run(&guest, &inputs);
     out.assert_alive();
-    let console = qemu_tests::acpi::mended_console(&out);
+    let console = qemu_tests::console::mended_console(&out);
     for label in [
         "no-key",
         "short-key",

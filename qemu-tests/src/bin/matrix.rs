@@ -37,7 +37,7 @@ the test kernel put IRQ 4 on CPU 0 before its configuration grew for lockdown an
 /// The heading of a kernel's table.
 fn heading(kernel: &str) -> String {
     if kernel == "test" {
-        "The project's test kernel (allnoconfig + Rust, clang 19; `scripts/build-kernel.sh`)".into()
+        "The project's test kernel (allnoconfig + Rust, lock checking, kCFI, clang 19; `scripts/build-kernel.sh`)".into()
     } else {
         // Not the release itself: trixie-backports moves on, the verdicts should not.
         // `make check` prints the release it tested.
