@@ -159,6 +159,32 @@ QEMU_TESTS = --test seed --test engine --test faults --test module_file --test p
 	--test dead_methods --test reset_path --test network --test lockdep --test cfi
 QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian \
 	--test lockdown --test last_words --test dead_methods --test reset_path --test network
+# Every other flavour of Debian's kernel (DEBIAN_FLAVOURS after the first, which
+# is the primary kernel's) gets the core scenarios: the seed scenario and its
+# control, bad input and privileges, each method alone and the fallback, the
+# sysrq file, the keyboard chord and a serial break, an NMI with every CPU
+# spinning and one taking over from a stalled attempt, on_oops, last words
+# across two boots, lockdown's refusals, the network trigger (a good
+# datagram with userspace stopped, every datagram that must not reset, a
+# replay), load/unload cycles with every trigger armed, and a reset while a
+# CPU holds the console's port lock for good.
+DEBIAN_FLAVOURS = amd64 cloud-amd64 rt-amd64
+QEMU_TESTS_CORE = --test seed --test engine --test faults --test last_words --test lockdown \
+	--test network --test reset_path -- --exact \
+	seed_scenario_device_resets_while_reboot_is_stuck seed_scenario_control_without_module_stays_stuck \
+	bad_input_and_unprivileged_writers_are_refused each_method_forced_alone_resets_q35 \
+	without_an_8042_the_default_order_falls_back_to_acpi sysrq_trigger_file_resets \
+	keyboard_chord_alt_sysrq_x_resets serial_break_then_x_resets \
+	bad_parameters_fail_the_load_and_change_nothing \
+	an_nmi_takes_over_from_an_attempt_whose_cpu_stopped_for_good lockup_all_nmi \
+	on_oops_0_resets_at_once_from_the_oops on_oops_resets_n_seconds_after_the_oops \
+	seed_scenario_the_second_boot_names_the_device_its_caller_and_the_oops \
+	lockdown_refuses_the_userspace_rescue_and_an_unsigned_module \
+	dead_userspace_is_reset_by_the_sender_over_ipv4 every_datagram_that_must_not_reset_is_dropped_and_counted \
+	a_datagram_replayed_after_the_reset_and_reboot_is_refused \
+	unload_with_every_trigger_armed_leaves_no_handler_behind \
+	unloading_while_datagrams_arrive_leaves_no_hook_behind \
+	a_cpu_holding_the_consoles_port_lock_does_not_stop_the_reset
 TIMED = scripts/timed.sh
 RER_TIMINGS := $(CURDIR)/qemu-tests/target/timings.tsv
 export RER_TIMINGS
@@ -176,15 +202,35 @@ check-legs:
 	cd qemu-tests/bench && ../../$(TIMED) "test kernel" "bench smoke" -- env RER_KDIR=$(TEST_KDIR) \
 		RER_MODULE=$(CURDIR)/rust_emergency_reset.ko RER_TEST_MODULES=$(TEST_MODULES) \
 		cargo run --release --quiet -- --smoke
-	$(TIMED) debian "root and resolve" --cached-if $$(scripts/debian-root.sh --print-dir)/.ready -- \
-		sh -c 'scripts/debian-kdir.sh --resolve >qemu-tests/target/debian-release'
-	$(MAKE) check-debian-run DEBIAN_RELEASE=$$(cat qemu-tests/target/debian-release)
+	$(TIMED) debian "roots and resolve" --cached-if $$(scripts/debian-root.sh --print-dir)/.ready -- \
+		sh -c 'scripts/debian-kdir.sh --resolve $(DEBIAN_FLAVOURS) && \
+			scripts/debian-kdir.sh --resolve --suite forky $(DEBIAN_FLAVOURS)' \
+		>qemu-tests/target/debian-releases
+	rm -rf qemu-tests/target/legs
+	$(MAKE) check-debian-run DEBIAN_RELEASE=$$(head -1 qemu-tests/target/debian-releases)
 	cd qemu-tests && cargo run --release --quiet --bin matrix -- test $$(cat target/debian-release)
+	rc=0; for r in $$(tail -n +2 qemu-tests/target/debian-releases); do \
+		$(MAKE) check-debian-run DEBIAN_RELEASE=$$r DEBIAN_LEG=core || rc=1; done; \
+		cd qemu-tests && cargo run --release --quiet --bin kernels || rc=1; exit $$rc
 
+# The kernel series the module supports (Kbuild's RER_SUPPORTED): a Debian
+# kernel of another series gets no leg, and the table says why.
+RER_SUPPORTED := $(shell sed -n 's/^RER_SUPPORTED := //p' Kbuild)
+series = $(shell echo $(1) | cut -d. -f1-2)
+
+# One leg on Debian's kernel DEBIAN_RELEASE: the whole suite, or with
+# DEBIAN_LEG=core the core scenarios (QEMU_TESTS_CORE). The test output is
+# kept in qemu-tests/target/legs/RELEASE.log for bin/kernels.
+LEG_LOG = qemu-tests/target/legs/$(DEBIAN_RELEASE).log
 check-debian-run:
-	@test -n "$(DEBIAN_RELEASE)" || { echo "check: no Debian 13 kernel resolved in trixie-backports" >&2; exit 1; }
-	@echo "check: Debian's kernel under test: $(DEBIAN_RELEASE)"
-	echo $(DEBIAN_RELEASE) >qemu-tests/target/debian-release
+	@test -n "$(DEBIAN_RELEASE)" || { echo "check: no Debian kernel resolved" >&2; exit 1; }
+	@echo "check: Debian's kernel under test: $(DEBIAN_RELEASE) ($(or $(DEBIAN_LEG),whole) leg)"
+	mkdir -p qemu-tests/target/legs
+ifeq ($(filter $(call series,$(DEBIAN_RELEASE)),$(RER_SUPPORTED)),)
+	echo "check: not built: Linux $(DEBIAN_RELEASE) is not supported (supported: $(RER_SUPPORTED))" \
+		| tee $(LEG_LOG)
+else
+	$(if $(DEBIAN_LEG),,echo $(DEBIAN_RELEASE) >qemu-tests/target/debian-release)
 	$(TIMED) $(DEBIAN_RELEASE) "vmlinuz and NIC modules" \
 		--cached-if "$$(ls -d $$(scripts/debian-root.sh --print-dir)/../debian-binary-$(DEBIAN_RELEASE)-*/vmlinuz 2>/dev/null | head -1)" -- \
 		sh -c 'scripts/debian-kdir.sh --vmlinuz $(DEBIAN_RELEASE) >/dev/null && \
@@ -192,13 +238,17 @@ check-debian-run:
 	$(TIMED) $(DEBIAN_RELEASE) KDIR --cached-if $$(scripts/debian-kdir.sh --print-dir $(DEBIAN_RELEASE))/../.built -- \
 		$(MAKE) KRELEASE=$(DEBIAN_RELEASE) kernel
 	$(TIMED) $(DEBIAN_RELEASE) modules -- $(MAKE) KRELEASE=$(DEBIAN_RELEASE) modules test-modules
-	cd qemu-tests && ../$(TIMED) $(DEBIAN_RELEASE) "QEMU tests" -- \
+	cd qemu-tests && { ../$(TIMED) $(DEBIAN_RELEASE) "QEMU tests" -- \
 		env RER_KDIR=$$(../scripts/debian-kdir.sh --print-dir $(DEBIAN_RELEASE)) \
 		RER_KERNEL=$$(../scripts/debian-kdir.sh --vmlinuz $(DEBIAN_RELEASE)) \
 		RER_NET_MODULES=$$(../scripts/debian-kdir.sh --net-modules $(DEBIAN_RELEASE)) \
 		RER_KERNEL_NAME=$(DEBIAN_RELEASE) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
 		RER_TEST_MODULES=$(TEST_MODULES) RER_SENDER=$(SENDER) \
-		cargo test --release --no-fail-fast $(QEMU_TESTS_DEBIAN) -- --test-threads=2
+		cargo test --release --no-fail-fast \
+		$(if $(DEBIAN_LEG),$(QEMU_TESTS_CORE),$(QEMU_TESTS_DEBIAN) --) --test-threads=2 2>&1; \
+		echo $$? >target/legs/$(DEBIAN_RELEASE).rc; } | tee ../$(LEG_LOG); \
+		exit $$(cat target/legs/$(DEBIAN_RELEASE).rc)
+endif
 
 # Trigger-to-reset latency beside the anchors (see qemu-tests/bench); writes
 # Documentation/benchmark.md and .png. BENCH_RUNS=N runs per case (default 20).

@@ -83,8 +83,19 @@ pub(crate) struct ResetDevice;
 impl MiscDevice for ResetDevice {
     type Ptr = ();
 
+    /// Pins the module while the file is open (see [`ffi::take_module_ref`]).
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
-        Ok(())
+        if ffi::take_module_ref() {
+            Ok(())
+        } else {
+            Err(ENODEV)
+        }
+    }
+
+    fn release(_device: (), _file: &File) {
+        // SAFETY: `open` took the reference for this file, which is now released; nothing of
+        // this module runs after this but the return to the kernel crate's release wrapper.
+        unsafe { ffi::put_module_ref() };
     }
 
     fn write_iter(_kiocb: Kiocb<'_, ()>, iov: &mut IovIterSource<'_>) -> Result<usize> {

@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What several parts of `rust_emergency_reset` share of the C the `kernel`
-//! crate does not wrap: string module parameters, statics the kernel links
-//! into its lists, the panic CPU slot, credentials and time. Each trigger's
+//! crate does not wrap: string and bool module parameters, statics the kernel
+//! links into its lists, the panic CPU slot, the module's own reference,
+//! credentials and time. It is also where what differs between the kernel
+//! series the module supports (Kbuild's `RER_SUPPORTED`) is made the same, in
+//! forms that need no condition: a `bool` parameter through the kernel's
+//! exported `param_ops_bool` (linux 7.2's `module!` has no `bool` type),
+//! [`param`] for a `module!` parameter's value (7.2 gives `&T`, 7.3 `T`). Each trigger's
 //! own C declarations sit in its file (`sysrq.rs`, `nmi.rs`, `oops.rs`,
 //! `last_words.rs`), the hardware's in `hw.rs`.
 //!
@@ -147,6 +152,94 @@ macro_rules! string_param {
 }
 pub(crate) use string_param;
 
+/// A `bool` module parameter's storage, written by the kernel's parameter
+/// parser (`param_set_bool()`) before `init` runs; the parameters are 0444.
+#[repr(transparent)]
+pub(crate) struct ParamBool(UnsafeCell<bool>);
+
+// SAFETY: written only by the module loader before `init`, read only after.
+unsafe impl Sync for ParamBool {}
+
+impl ParamBool {
+    pub(crate) const fn new(default: bool) -> Self {
+        ParamBool(UnsafeCell::new(default))
+    }
+
+    /// The raw storage, for `kernel_param.arg`.
+    pub(crate) const fn as_ptr(&self) -> *mut bool {
+        self.0.get()
+    }
+
+    pub(crate) fn value(&self) -> bool {
+        // SAFETY: nothing writes it after `init` (see the `Sync` impl); a `bool` is read whole.
+        unsafe { *self.0.get() }
+    }
+}
+
+/// Declares a read-only (0444) `bool` module parameter `$name` backed by
+/// `$storage`, with `modinfo` entries, as C's `module_param()` +
+/// `MODULE_PARM_DESC()` do, through the kernel's own `param_ops_bool`.
+macro_rules! bool_param {
+    ($storage:ident, $name:literal, $default:literal, $desc:literal) => {
+        static $storage: crate::ffi::ParamBool = crate::ffi::ParamBool::new($default);
+        const _: () = {
+            #[link_section = "__param"]
+            #[used(compiler)]
+            static PARAM: kernel::module_param::KernelParam =
+                kernel::module_param::KernelParam::new(kernel::bindings::kernel_param {
+                    name: concat!($name, "\0").as_ptr().cast(),
+                    // As in `string_param!`: only addresses are taken here.
+                    mod_: core::ptr::addr_of!(kernel::bindings::__this_module).cast_mut(),
+                    ops: core::ptr::addr_of!(kernel::bindings::param_ops_bool),
+                    perm: 0o444,
+                    level: -1,
+                    flags: 0,
+                    __bindgen_anon_1: kernel::bindings::kernel_param__bindgen_ty_1 {
+                        arg: $storage.as_ptr().cast(),
+                    },
+                });
+            const PARM: &str = concat!("parm=", $name, ":", $desc, "\0");
+            const PARMTYPE: &str = concat!("parmtype=", $name, ":bool\0");
+            #[link_section = ".modinfo"]
+            #[used(compiler)]
+            static PARM_INFO: [u8; PARM.len()] = crate::ffi::padded(PARM);
+            #[link_section = ".modinfo"]
+            #[used(compiler)]
+            static PARMTYPE_INFO: [u8; PARMTYPE.len()] = crate::ffi::padded(PARMTYPE);
+        };
+    };
+}
+pub(crate) use bool_param;
+
+/// The value of a `module!` parameter, whichever the series gives
+/// (`ModuleParamAccess::value()`: `&T` in linux 7.2, `T` in 7.3).
+pub(crate) fn param<T: Copy>(value: impl core::borrow::Borrow<T>) -> T {
+    *value.borrow()
+}
+
+/// Takes a reference to this module, for an open `/dev/emergency_reset`: the
+/// kernel crate's misc device sets its file operations' `owner` only from
+/// linux 7.3 on (with it, the VFS holds a reference of its own); so that an
+/// open file pins the module on every series, `open` takes one and `release`
+/// gives it back ([`put_module_ref`]). False while the module is being removed.
+pub(crate) fn take_module_ref() -> bool {
+    // SAFETY: `__this_module` is this module's, set up by the loader; `try_module_get()`
+    // refuses a module whose removal has begun.
+    unsafe { bindings::try_module_get(core::ptr::addr_of_mut!(bindings::__this_module)) }
+}
+
+/// Gives back a reference [`take_module_ref`] took.
+///
+/// # Safety
+///
+/// Once for each `true` of [`take_module_ref`]. Only the few instructions that
+/// return from the caller may run after it (on linux 7.3 the VFS's own
+/// reference covers even those).
+pub(crate) unsafe fn put_module_ref() {
+    // SAFETY: the caller took the reference given back here.
+    unsafe { bindings::module_put(core::ptr::addr_of_mut!(bindings::__this_module)) };
+}
+
 /// Whether the caller has `CAP_SYS_BOOT` in the initial user namespace.
 pub(crate) fn capable_sys_boot() -> bool {
     // SAFETY: `capable()` may be called from any process context; it checks the current task's
@@ -177,19 +270,34 @@ pub(crate) fn current_pid() -> i32 {
     kernel::current!().tgid_nr_ns(None)
 }
 
-/// This CPU holds the kernel's panic CPU slot until dropped.
+/// `oops_in_progress`, which the kernel reads without a lock.
+fn oops_in_progress() -> &'static core::sync::atomic::AtomicI32 {
+    // SAFETY: `oops_in_progress` is a static `int`, aligned as one, for the kernel's life; the
+    // kernel itself changes it with plain increments (`bust_spinlocks()`), and no access here
+    // is non-atomic.
+    unsafe {
+        core::sync::atomic::AtomicI32::from_ptr(core::ptr::addr_of_mut!(bindings::oops_in_progress))
+    }
+}
+
+/// This CPU holds the kernel's panic CPU slot, and `oops_in_progress` is
+/// raised, until dropped: the console state of the kernel's own panic path.
 ///
 /// While it does, printk writes to nbcon consoles (the 8250 in linux 7.3)
 /// synchronously from this CPU, as during a panic, instead of handing lines to
-/// the printer thread that a reset would never let run. It never waits: if
-/// another CPU already holds the slot, nothing is claimed and the log line
-/// stays best effort.
+/// the printer thread that a reset would never let run; and consoles of the
+/// old kind (the 8250 in linux 7.2) only try their port's lock
+/// (`serial8250_console_write()` with `oops_in_progress`), so a line never
+/// waits for a CPU that holds it and will not give it back. It never waits:
+/// if another CPU already holds the panic slot, that is not claimed, and the
+/// log line stays best effort.
 pub(crate) struct PanicCpuClaim(bool);
 
 impl PanicCpuClaim {
     /// Claims the slot for this CPU. The caller must keep interrupts off until
     /// the claim is dropped, so the task cannot move to another CPU meanwhile.
     pub(crate) fn new(_irqs_off: &crate::hw::IrqsOff) -> PanicCpuClaim {
+        oops_in_progress().fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         // SAFETY: `panic_try_start()` is one atomic compare-and-exchange of `panic_cpu`.
         PanicCpuClaim(unsafe { bindings::panic_try_start() })
     }
@@ -201,6 +309,7 @@ impl Drop for PanicCpuClaim {
             // SAFETY: this CPU claimed the slot in `new`; giving it back is one atomic store.
             unsafe { bindings::panic_reset() };
         }
+        oops_in_progress().fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -112,9 +112,10 @@ mod net_offsets {
     include!("net_offsets.rs");
 }
 
-/// `NF_DROP`, `NF_ACCEPT` (include/uapi/linux/netfilter.h).
-const NF_DROP: c_uint = bindings::NF_DROP;
-const NF_ACCEPT: c_uint = bindings::NF_ACCEPT;
+/// `NF_DROP`, `NF_ACCEPT` (include/uapi/linux/netfilter.h), from the C
+/// compiler (`net_offsets.c`): linux 7.2's bindings do not reach them.
+const NF_DROP: c_uint = net_offsets::NF_DROP_VERDICT as c_uint;
+const NF_ACCEPT: c_uint = net_offsets::NF_ACCEPT_VERDICT as c_uint;
 /// `NF_IP_PRI_FIRST` and `NF_IP6_PRI_FIRST`: `INT_MIN`, before every other hook.
 const PRIORITY_FIRST: c_int = c_int::MIN;
 
@@ -183,14 +184,16 @@ const fn hook_ops(hook: HookFn, pf: u8) -> NfHookOps {
         priv_: ptr::null_mut(),
         pf,
         hook_ops_type: 0,
-        hooknum: bindings::nf_inet_hooks_NF_INET_LOCAL_IN,
+        hooknum: net_offsets::NF_INET_LOCAL_IN_C as c_uint,
         priority: PRIORITY_FIRST,
     }
 }
 
 /// The IPv4 and IPv6 hooks.
-static HOOK_V4: Linked<NfHookOps> = Linked::new(hook_ops(hook_v4, bindings::NFPROTO_IPV4 as u8));
-static HOOK_V6: Linked<NfHookOps> = Linked::new(hook_ops(hook_v6, bindings::NFPROTO_IPV6 as u8));
+static HOOK_V4: Linked<NfHookOps> =
+    Linked::new(hook_ops(hook_v4, net_offsets::NFPROTO_IPV4_C as u8));
+static HOOK_V6: Linked<NfHookOps> =
+    Linked::new(hook_ops(hook_v6, net_offsets::NFPROTO_IPV6_C as u8));
 
 /// The key prepared for `hmac_sha256()`.
 struct PreparedKey(UnsafeCell<bindings::hmac_sha256_key>);

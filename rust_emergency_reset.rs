@@ -97,10 +97,6 @@ module! {
     description: "Reset a wedged x86 machine without reboot(2) or its locks",
     license: "GPL",
     params: {
-        nmi: bool {
-            default: false,
-            description: "Reset on an NMI no other handler claims (unknown, SERR, IOCHK; default off)",
-        },
         on_oops: i32 {
             default: -1,
             description: "Reset this many seconds after an oops (0: at once; default -1: off)",
@@ -123,6 +119,13 @@ module! {
         },
     },
 }
+
+ffi::bool_param!(
+    NMI,
+    "nmi",
+    false,
+    "Reset on an NMI no other handler claims (unknown, SERR, IOCHK; default off)"
+);
 
 ffi::string_param!(
     METHODS,
@@ -363,10 +366,11 @@ fn setup() -> Result<Mappings> {
         }
         EINVAL
     })?;
-    let on_oops = parse_on_oops(module_parameters::on_oops.value()).map_err(|BadOnOops| {
+    let on_oops_param: i32 = ffi::param(module_parameters::on_oops.value());
+    let on_oops = parse_on_oops(on_oops_param).map_err(|BadOnOops| {
         pr_err!(
             "on_oops={}: must be -1 (off), 0 (at once) or seconds\n",
-            module_parameters::on_oops.value()
+            on_oops_param
         );
         EINVAL
     })?;
@@ -401,8 +405,8 @@ fn setup() -> Result<Mappings> {
     };
     availability[Method::Acpi.index()] = acpi.map(|_| ());
     let words = last_words::setup(
-        module_parameters::mem_address.value(),
-        module_parameters::mem_size.value(),
+        ffi::param(module_parameters::mem_address.value()),
+        ffi::param(module_parameters::mem_size.value()),
     )?;
     let engine = Engine {
         order,
@@ -410,7 +414,7 @@ fn setup() -> Result<Mappings> {
         acpi: acpi.ok().map(|w| (w, reg.value)),
         reset_register: target.is_ok().then_some(reg),
         sysrq_key,
-        nmi: module_parameters::nmi.value(),
+        nmi: NMI.value(),
         on_oops,
         last_words: words.as_ref().map(|w| w.region()),
     };
@@ -461,8 +465,8 @@ impl kernel::InPlaceModule for EmergencyReset {
             _nmi: nmi::register(ENGINE.as_ref().is_some_and(|e| e.nmi))?,
             _on_oops: oops::register(ENGINE.as_ref().and_then(|e| e.on_oops))?,
             _net: net::register(
-                module_parameters::net_port.value(),
-                module_parameters::net_window.value()
+                ffi::param(module_parameters::net_port.value()),
+                ffi::param(module_parameters::net_window.value())
             )?,
         })
     }

@@ -9,15 +9,19 @@
 #   debian-kdir.sh RELEASE               make the KDIR if missing; print it
 #   debian-kdir.sh --print-dir RELEASE   print where it is (or will be); make nothing
 #   debian-kdir.sh --make RELEASE ARG... make -C KDIR ARG... with that kernel's compilers
-#   debian-kdir.sh --resolve             the newest Debian 13 kernel in trixie-backports
+#   debian-kdir.sh --resolve [--suite forky] [FLAVOUR...]
+#                                        the newest kernel of each FLAVOUR (default
+#                                        amd64) in trixie-backports (or forky), one a line
 #   debian-kdir.sh --vmlinuz RELEASE     Debian's signed vmlinuz of RELEASE (apt-get
 #                                        download, never installed); print its path
 #   debian-kdir.sh --net-modules RELEASE the modules of RELEASE's virtio NIC, for the
 #                                        QEMU guests with a network; print their directory
 #
-# On Debian 13 with the packages installed it works natively (DKMS calls it so).
-# On any other host (Debian 12: the project's machines, CI) it runs itself
-# inside the Debian 13 build root of scripts/debian-root.sh, installing the
+# A +deb13 release is Debian 13's (trixie, trixie-backports), a +deb14 one
+# Debian testing's (forky): each needs its suite's compilers. On that Debian
+# with the packages installed it works natively (DKMS calls it so). On any
+# other host (Debian 12: the project's machines, CI) it runs itself inside
+# that suite's build root of scripts/debian-root.sh, installing the
 # headers and the source there. Nothing is written into package-owned paths:
 # everything goes to the cache ($EMERGENCY_RESET_CACHE, else
 # $XDG_CACHE_HOME/rust_emergency_reset, else ~/.cache/rust_emergency_reset),
@@ -36,17 +40,30 @@ die() {
 cache=${EMERGENCY_RESET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rust_emergency_reset}
 
 # Debian 13 with RELEASE's headers: build here. Anything else: the build root.
+# (Where the release is $r, or the suite given.)
 native() {
-	[ -f /etc/os-release ] && grep -qx 'VERSION_CODENAME=trixie' /etc/os-release
+	[ -f /etc/os-release ] && grep -qx "VERSION_CODENAME=${suite:-$(suite_of "$r")}" /etc/os-release
 }
 
 # The release's source package: 7.3.4+deb13-amd64 -> linux-source-7.3.
 source_pkg() {
 	local r=$1
-	[[ $r =~ ^([0-9]+\.[0-9]+)[.0-9]*\+deb13-[a-z0-9-]+$ ]] ||
-		die "$r is no Debian 13 kernel release (like 7.3.4+deb13-amd64)"
+	[[ $r =~ ^([0-9]+\.[0-9]+)[.0-9]*\+deb1[34]-[a-z0-9-]+$ ]] ||
+		die "$r is no Debian 13 or testing kernel release (like 7.3.4+deb13-amd64, 7.2.12+deb14-amd64)"
 	echo "linux-source-${BASH_REMATCH[1]}"
 }
+
+# The suite whose compilers built the release: +deb13 trixie, +deb14 forky.
+suite_of() {
+	case "$1" in
+	*+deb13-*) echo trixie ;;
+	*+deb14-*) echo forky ;;
+	*) source_pkg "$1" >/dev/null ;;
+	esac
+}
+
+# Runs scripts/debian-root.sh for the suite of release $r (or $suite).
+in_root() { "$here/debian-root.sh" --suite "${suite:-$(suite_of "$r")}" "$@"; }
 
 # Where the KDIR of RELEASE is: a stable name, linked to the keyed build.
 link_of() { echo "$cache/debian-kdir-$1"; }
@@ -57,10 +74,10 @@ check_native() {
 	local r=$1 hdr=/usr/src/linux-headers-$1 src hver sver problems=() want have
 	src=$(source_pkg "$r")
 	if [ ! -f "$hdr/.config" ]; then
-		die "no $hdr: apt-get install linux-headers-$r (Debian 13 trixie-backports)"
+		die "no $hdr: apt-get install linux-headers-$r (from $(suite_of "$r")$([ "$(suite_of "$r")" = trixie ] && echo -backports))"
 	fi
 	grep -qx 'CONFIG_RUST=y' "$hdr/.config" ||
-		die "kernel $r is built without CONFIG_RUST=y: rust_emergency_reset needs a Rust-enabled kernel (Debian 13: linux-image-amd64 from trixie-backports)"
+		die "kernel $r is built without CONFIG_RUST=y: rust_emergency_reset needs a Rust-enabled kernel (Debian 13: linux-image-amd64 from trixie-backports; testing's own)"
 	hver=$(dpkg-query -W -f='${Version}' "linux-headers-$r")
 	sver=$(dpkg-query -W -f='${Version}' "$src" 2>/dev/null || true)
 	[ "$sver" = "$hver" ] || problems+=("$src=$hver (installed: ${sver:-none})")
@@ -79,7 +96,7 @@ check_native() {
 			problems+=("$p")
 	done
 	if [ ${#problems[@]} -gt 0 ]; then
-		die "building for $r needs: ${problems[*]}; e.g. apt-get install -t trixie-backports linux-headers-$r $src=$hver rustc rust-src bindgen libclang-dev gcc-14 make bc flex bison libelf-dev libssl-dev xz-utils python3"
+		die "building for $r needs: ${problems[*]}; e.g. apt-get install $([ "$(suite_of "$r")" = trixie ] && echo "-t trixie-backports ")linux-headers-$r $src=$hver rustc rust-src bindgen libclang-dev ${want%% *} make bc flex bison libelf-dev libssl-dev xz-utils python3"
 	fi
 	{
 		echo "$RECIPE"
@@ -152,17 +169,17 @@ make_native() {
 root_packages() {
 	local r=$1 src want have
 	src=$(source_pkg "$r")
-	want=$("$here/debian-root.sh" --run apt-cache policy "linux-headers-$r" |
+	want=$(in_root --run apt-cache policy "linux-headers-$r" |
 		awk '/Candidate:/ {print $2}')
 	[ -n "$want" ] && [ "$want" != "(none)" ] ||
 		die "Debian 13 has no package linux-headers-$r (see: $0 --resolve)"
-	have=$("$here/debian-root.sh" --run dpkg-query -W -f='${Version} ' "linux-headers-$r" "$src" \
+	have=$(in_root --run dpkg-query -W -f='${Version} ' "linux-headers-$r" "$src" \
 		2>/dev/null || true)
 	[ "$have" = "$want $want " ] && return
 	log "installing linux-headers-$r and $src=$want in the build root"
-	"$here/debian-root.sh" --run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	in_root --run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends "linux-headers-$r" "$src=$want" >/dev/null ||
-		die "the build root cannot install linux-headers-$r with $src=$want (both from trixie-backports, same version)"
+		die "the build root cannot install linux-headers-$r with $src=$want (both from $(suite_of "$r"), same version)"
 }
 
 ensure() {
@@ -171,10 +188,10 @@ ensure() {
 		make_native "$r"
 	else
 		[ -x "$here/debian-root.sh" ] ||
-			die "building for $r needs Debian 13 with its packages, or the project's scripts/debian-root.sh"
-		"$here/debian-root.sh" >/dev/null
+			die "building for $r needs Debian $(suite_of "$r") with its packages, or the project's scripts/debian-root.sh"
+		in_root >/dev/null
 		root_packages "$r"
-		"$here/debian-root.sh" --run "$here/debian-kdir.sh" "$r"
+		in_root --run "$here/debian-kdir.sh" "$r"
 	fi
 }
 
@@ -195,27 +212,39 @@ case "${1:-}" in
 	if native; then
 		exec make -C "$kdir" "$@"
 	fi
-	exec "$here/debian-root.sh" --run make -C "$kdir" "$@"
+	exec "$here/debian-root.sh" --suite "$(suite_of "$r")" --run make -C "$kdir" "$@"
 	;;
 --resolve)
-	# linux-headers-amd64 from trixie-backports depends on the newest release's headers.
-	q='v=$(apt-cache madison linux-headers-amd64 | awk -F" [|] " "/trixie-backports/ {print \$2; exit}")
-	   [ -n "$v" ] && apt-cache depends "linux-headers-amd64=$v" |
-		sed -n "s/^ *Depends: linux-headers-\(.*+deb13-amd64\)$/\1/p"'
-	if native; then
-		r=$(sh -c "$q")
-	else
-		"$here/debian-root.sh" >/dev/null
-		r=$("$here/debian-root.sh" --run sh -c "$q")
+	shift
+	suite=trixie
+	if [ "${1:-}" = --suite ]; then
+		suite=$2
+		shift 2
 	fi
-	[ -n "$r" ] || die "no kernel in trixie-backports (is it in the apt sources?)"
-	echo "$r"
+	[ $# -gt 0 ] || set -- amd64
+	case "$suite" in
+	trixie) from=trixie-backports deb=deb13 ;;
+	forky) from=forky deb=deb14 ;;
+	*) die "--resolve: unknown suite $suite (trixie or forky)" ;;
+	esac
+	# linux-headers-FLAVOUR of the suite depends on the newest release's headers.
+	q='f=$1 from=$2 deb=$3
+	   v=$(apt-cache madison linux-headers-$f | awk -F" [|] " -v s="$from" "index(\$3, \" \" s \"/\") {gsub(/ /, \"\", \$2); print \$2; exit}")
+	   [ -n "$v" ] && apt-cache depends "linux-headers-$f=$v" |
+		sed -n "s/^ *Depends: linux-headers-\(.*+$deb-$f\)$/\1/p"'
+	run=()
+	native || { in_root >/dev/null; run=(in_root --run); }
+	for f in "$@"; do
+		r=$("${run[@]}" sh -c "$q" sh "$f" "$from" "$deb")
+		[ -n "$r" ] || die "no $f kernel in $from (is it in the apt sources?)"
+		echo "$r"
+	done
 	;;
 --vmlinuz | --net-modules)
 	[ -n "${2:-}" ] || die "usage: $0 $1 RELEASE"
 	r=$2
 	run=()
-	native || { "$here/debian-root.sh" >/dev/null; run=("$here/debian-root.sh" --run); }
+	native || { in_root >/dev/null; run=(in_root --run); }
 	v=$("${run[@]}" apt-cache policy "linux-binary-$r" | awk '/Candidate:/ {print $2}')
 	[ -n "$v" ] && [ "$v" != "(none)" ] || die "Debian 13 has no package linux-binary-$r"
 	out="$cache/debian-binary-$r-${v//[^A-Za-z0-9.+-]/_}"

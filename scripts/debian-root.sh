@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# The Debian 13 ("trixie") build root: the compilers Debian's own Rust-enabled
-# kernel was built with (gcc-14, rustc 1.85.1, bindgen 0.71.1), for hosts that
-# are not Debian 13 themselves (the project's machines and CI are Debian 12).
+# A Debian build root with the compilers Debian's own Rust-enabled kernels
+# were built with, for hosts that are not that Debian themselves (the
+# project's machines and CI are Debian 12): Debian 13 ("trixie", with
+# trixie-backports: gcc-14, rustc 1.85.1, bindgen 0.71.1) for the +deb13
+# kernels, Debian testing ("forky": gcc-16, rustc 1.97.1, bindgen 0.72.1) for
+# the +deb14 ones.
 #
-#   scripts/debian-root.sh               make it if missing; print its path
-#   scripts/debian-root.sh --print-dir   print its path, make nothing
-#   scripts/debian-root.sh --run CMD...  run CMD inside it (chroot, /proc mounted,
-#                                        the clone and the cache at the same paths)
+#   scripts/debian-root.sh [--suite forky]               make it if missing; print its path
+#   scripts/debian-root.sh [--suite forky] --print-dir   print its path, make nothing
+#   scripts/debian-root.sh [--suite forky] --run CMD...  run CMD inside it (chroot, /proc
+#                                        mounted, the clone and the cache at the same paths)
+#
+# The suite is trixie unless --suite says forky (or $RER_SUITE does).
 #
 # Made with debootstrap into the cache ($EMERGENCY_RESET_CACHE, else
 # $XDG_CACHE_HOME/rust_emergency_reset, else ~/.cache/rust_emergency_reset),
@@ -18,15 +23,39 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-RECIPE="debootstrap minbase trixie; trixie trixie-updates trixie-security trixie-backports; v1"
-PKGS="rustc rust-src bindgen libclang-dev gcc-14 make bc flex bison libelf-dev libssl-dev
+suite=${RER_SUITE:-trixie}
+if [ "${1:-}" = --suite ]; then
+	suite=${2:-}
+	shift 2
+fi
+case "$suite" in
+trixie)
+	RECIPE="debootstrap minbase trixie; trixie trixie-updates trixie-security trixie-backports; v1"
+	PKGS="rustc rust-src bindgen libclang-dev gcc-14 make bc flex bison libelf-dev libssl-dev
  cpio xz-utils kmod dwarves python3 dkms ca-certificates"
+	suites="trixie trixie-updates trixie-backports"
+	security=trixie-security
+	name=debian13
+	;;
+forky)
+	RECIPE="debootstrap minbase forky (sid's script); forky forky-security; no Valid-Until; v1"
+	PKGS="rustc rust-src bindgen libclang-dev gcc-16 make bc flex bison libelf-dev libssl-dev
+ cpio xz-utils kmod dwarves python3 dkms ca-certificates"
+	suites=forky
+	security=forky-security
+	name=debian14
+	;;
+*)
+	echo "debian-root: unknown suite '$suite' (trixie for +deb13 kernels, forky for +deb14)" >&2
+	exit 2
+	;;
+esac
 
 log() { echo "debian-root: $*" >&2; }
 
 cache=${EMERGENCY_RESET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rust_emergency_reset}
 key=$(printf '%s\n%s\n' "$RECIPE" "$PKGS" | sha256sum | cut -c1-12)
-root="$cache/debian13-root-$key"
+root="$cache/$name-root-$key"
 
 # Runs "$@" inside the root: a private mount namespace (the mounts vanish with
 # the command, whatever happens), /proc and /dev mounted, the clone (this
@@ -81,8 +110,12 @@ mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 
 if [ ! -f "$root/.ready" ]; then
 	start=$(date +%s)
 	rm -rf "$root"
-	log "debootstrap trixie into $root ($mirror)"
-	debootstrap --variant=minbase trixie "$root" "$mirror" >"$root.debootstrap.log" 2>&1 || {
+	log "debootstrap $suite into $root ($mirror)"
+	# Debian 12's debootstrap has no script for forky: sid's is the one for
+	# testing and unstable.
+	script=
+	[ -e "/usr/share/debootstrap/scripts/$suite" ] || script=/usr/share/debootstrap/scripts/sid
+	debootstrap --variant=minbase "$suite" "$root" "$mirror" $script >"$root.debootstrap.log" 2>&1 || {
 		tail -20 "$root.debootstrap.log" >&2
 		log "debootstrap failed (log: $root.debootstrap.log)"
 		exit 1
@@ -90,17 +123,22 @@ if [ ! -f "$root/.ready" ]; then
 	cat >"$root/etc/apt/sources.list.d/debian.sources" <<SRC
 Types: deb
 URIs: $mirror
-Suites: trixie trixie-updates trixie-backports
+Suites: $suites
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
 URIs: ${mirror%/debian}/debian-security
-Suites: trixie-security
+Suites: $security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 	rm -f "$root/etc/apt/sources.list"
+	# The registry's testing Release file can be past its Valid-Until (seen for
+	# forky, by weeks): apt would refuse the whole suite. The archive's
+	# signature is still checked; only the freshness date is not.
+	[ "$suite" = trixie ] || echo 'Acquire::Check-Valid-Until "false";' \
+		>"$root/etc/apt/apt.conf.d/99emergency-reset-no-valid-until"
 	# No daemons in the root; no documentation either.
 	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 	chmod 755 "$root/usr/sbin/policy-rc.d"

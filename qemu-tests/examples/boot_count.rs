@@ -3,14 +3,16 @@
 //! Boots the kernel under test N times under each TCG mode, two guests at a
 //! time, the modes in ABBA order, and counts the boots that failed: an
 //! `Oops: int3` (a vCPU ran a stale translation of code another vCPU had
-//! patched), any other Oops or panic, or no `/init`. No module is loaded.
+//! patched), any other Oops or panic, or no `/init`. With FLIPS, each guest
+//! also loads `rer_text_poke` (the test module that flips a static key FLIPS
+//! times on CPU 0 while CPU 1 runs its branch); else no module is loaded.
 //! The evidence for [`qemu_tests::ACCEL`] (README.md, "QEMU").
 //!
 //! ```sh
 //! export RER_KERNEL=$(scripts/debian-kdir.sh --vmlinuz 7.3.4+deb13-amd64) \
 //!        RER_KERNEL_NAME=7.3.4+deb13-amd64 RER_KDIR=/nonexistent \
 //!        RER_MODULE=$PWD/Makefile RER_TEST_MODULES=$PWD/qemu-tests/modules  # from the top
-//! cd qemu-tests && cargo run --release --example boot_count -- 200
+//! cd qemu-tests && cargo run --release --example boot_count -- 200 [FLIPS]
 //! ```
 
 use qemu_tests::{
@@ -55,6 +57,14 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(100);
+    let flips: u32 = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
+    let scenario = match flips {
+        0 => "echo RER-UP\n".to_string(),
+        n => format!("taskset 1 insmod /modules/rer_text_poke.ko flips={n}\n"),
+    };
     let base = Inputs::from_env();
     // ABBA: each pair of runs has both modes, their order alternating.
     let jobs: Vec<(u32, &str)> = (0..n)
@@ -68,6 +78,7 @@ fn main() {
     let workers: Vec<_> = (0..2)
         .map(|_| {
             let (jobs, counts, base) = (jobs.clone(), counts.clone(), base.clone());
+            let scenario = scenario.clone();
             thread::spawn(move || loop {
                 let Some((i, mode)) = jobs.lock().unwrap().next() else {
                     return;
@@ -75,9 +86,12 @@ fn main() {
                 let mut inputs = base.clone();
                 inputs.accel = mode.to_string();
                 let name = format!("boot_count_{}_{i}", mode.replace([',', '='], "_"));
-                let guest = Guest::new(&name, &inputs, "echo RER-UP\n")
+                let mut guest = Guest::new(&name, &inputs, &scenario)
                     .without_our_module(&inputs)
-                    .timeout(Duration::from_secs(60));
+                    .timeout(Duration::from_secs(120));
+                if flips > 0 {
+                    guest = guest.with_module(inputs.test_module("rer_text_poke"));
+                }
                 let start = Instant::now();
                 let mut vm = Vm::start(&guest, &inputs);
                 let up = vm.wait_for(BOOTED);

@@ -33,9 +33,10 @@ module! {
     description: "TEST ONLY: spin with interrupts off on every other CPU, or on every CPU",
     license: "GPL",
     params: {
-        all: bool {
-            default: false,
-            description: "Also lock up the CPU that loads the module",
+        // An integer, not a bool: linux 7.2's `module!` has no bool parameters.
+        all: i32 {
+            default: 0,
+            description: "1: also lock up the CPU that loads the module",
         },
     },
 }
@@ -81,7 +82,9 @@ impl kernel::Module for Lockup {
         // Never unload: the spinning code lives in this module.
         // SAFETY: `module` is this module; taking a reference to it is always allowed.
         unsafe { bindings::__module_get(module.as_ptr()) };
-        let all = module_parameters::all.value();
+        // `value()` is `&T` in linux 7.2, `T` in 7.3.
+        let all: i32 = *core::borrow::Borrow::borrow(&module_parameters::all.value());
+        let all = all != 0;
         // SAFETY: `nr_cpu_ids` is set once during boot.
         let cpus = unsafe { bindings::nr_cpu_ids };
         let (function, on): (SpinThread, core::ops::Range<u32>) = if all {

@@ -57,7 +57,10 @@ unsafe extern "C" fn oops_now(_timer: *mut bindings::hrtimer) -> bindings::hrtim
     // SAFETY: not safe at all, deliberately: a load from address 0 faults and oopses in
     // interrupt context, which panics the machine. It writes no memory.
     unsafe { core::arch::asm!("mov {0}, qword ptr [0]", out(reg) _, options(nostack)) };
-    bindings::hrtimer_restart::HRTIMER_NORESTART
+    // Not reached. `HRTIMER_NORESTART` is 0 (include/linux/hrtimer_defs.h); bindgen makes
+    // `enum hrtimer_restart` a newtype in linux 7.3 and a `u32` in 7.2: zero is both.
+    // SAFETY: either type is a plain integer, for which all zeroes is a valid value.
+    unsafe { core::mem::zeroed() }
 }
 
 struct OopsIrq;

@@ -68,13 +68,19 @@ module! {
     },
 }
 
+/// A `module!` parameter's value, whichever the series gives (`&T` in linux
+/// 7.2, `T` in 7.3).
+fn param<T: Copy>(value: impl core::borrow::Borrow<T>) -> T {
+    *value.borrow()
+}
+
 /// The `reserve_mem=` name the last-words tests reserve.
 const REGION: &CStr = c"rer_lw";
 
 /// The region to corrupt: the parameters, or the `reserve_mem` region [`REGION`].
 fn region() -> Result<(u64, u64)> {
-    let address = module_parameters::address.value();
-    let size = module_parameters::size.value();
+    let address: u64 = param(module_parameters::address.value());
+    let size: u64 = param(module_parameters::size.value());
     if address != 0 {
         return Ok((address, size));
     }
@@ -120,8 +126,8 @@ struct Scribble;
 impl kernel::Module for Scribble {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let (start, size) = region()?;
-        let mode = module_parameters::mode.value();
-        let at = module_parameters::at.value();
+        let mode: u32 = param(module_parameters::mode.value());
+        let at: u64 = param(module_parameters::at.value());
         let len = usize::try_from(size).map_err(|_| EINVAL)?;
         if len == 0 || mode > 3 || ((mode == 1 || mode == 3) && at >= size) {
             pr_err!("mode {mode}, at {at}, region size {size}: nothing to do\n");

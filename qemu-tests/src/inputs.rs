@@ -40,6 +40,9 @@ pub struct Inputs {
     /// Which kernel that is: `test` for the project's test kernel, else the
     /// release of the kernel (e.g. `7.3.4+deb13-amd64`).
     pub kernel_name: String,
+    /// The tree the modules were built against (`RER_KDIR`), with the
+    /// kernel's `.config`.
+    pub kdir: PathBuf,
     /// `rust_emergency_reset.ko`.
     pub module: PathBuf,
     /// The directory holding the deliberately broken test modules.
@@ -84,6 +87,7 @@ impl Inputs {
         let inputs = Inputs {
             kernel,
             kernel_name,
+            kdir: var("RER_KDIR"),
             module: var("RER_MODULE"),
             test_modules: var("RER_TEST_MODULES"),
             net_modules,
@@ -97,6 +101,16 @@ impl Inputs {
             );
         }
         inputs
+    }
+
+    /// Whether the kernel under test was built with `option` (`CONFIG_DEVPORT`:
+    /// `CONFIG_DEVPORT=y` in its KDIR's `.config`). Panics without a `.config`.
+    pub fn has_config(&self, option: &str) -> bool {
+        let path = self.kdir.join(".config");
+        let config = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}: is RER_KDIR a kernel tree?", path.display()));
+        let set = format!("{option}=y");
+        config.lines().any(|l| l == set)
     }
 
     /// Whether the kernel under test is Debian's own (`+debNN-` in its release).

@@ -66,3 +66,70 @@ fn modinfo_names_license_description_and_every_parameter() {
         );
     }
 }
+
+/// Builds `abi_offsets.c` against the kernel under test, as the module's own
+/// build does, after `edit`; returns whether it built and what the compiler said.
+fn build_abi_check(name: &str, edit: impl Fn(&str) -> String) -> (bool, String) {
+    let inputs = Inputs::from_env();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = inputs.target_dir("abi-check").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = std::fs::read_to_string(repo.join("abi_offsets.c")).unwrap();
+    std::fs::write(dir.join("abi_offsets.c"), edit(&source)).unwrap();
+    // Assembly only, as Kbuild makes abi_offsets.s for the module.
+    std::fs::write(
+        dir.join("Kbuild"),
+        "targets += abi_offsets.s\nalways-y += abi_offsets.s\n",
+    )
+    .unwrap();
+    let make = if inputs.is_debian() {
+        Command::new(repo.join("scripts/debian-kdir.sh"))
+            .args(["--make", &inputs.kernel_name])
+            .arg(format!("M={}", dir.display()))
+            .output()
+    } else {
+        Command::new("make")
+            .arg("-C")
+            .arg(&inputs.kdir)
+            .args(["LLVM=-19", &format!("M={}", dir.display())])
+            .output()
+    }
+    .unwrap();
+    let said =
+        String::from_utf8_lossy(&make.stdout).to_string() + &String::from_utf8_lossy(&make.stderr);
+    (
+        make.status.success() && dir.join("abi_offsets.s").exists(),
+        said,
+    )
+}
+
+/// `abi_offsets.c` asserts every hand-declared prototype against the
+/// kernel's headers: as shipped it builds; with one declaration made wrong
+/// (the sysrq key's type, `u8` to `u32`, as a changed kernel prototype would
+/// be), the build fails naming the function and the Rust file.
+#[test]
+fn a_hand_declared_prototype_that_differs_from_the_kernels_fails_the_build() {
+    let (ok, said) = build_abi_check("as-shipped", str::to_string);
+    assert!(ok, "abi_offsets.c as shipped must build:\n{said}");
+    let wrong = "PROTOTYPE(register_sysrq_key, int (*)(u32, const struct sysrq_key_op *)";
+    let (ok, said) = build_abi_check("wrong-prototype", |s| {
+        let edited = s.replacen(
+            "PROTOTYPE(register_sysrq_key, int (*)(u8, const struct sysrq_key_op *)",
+            wrong,
+            1,
+        );
+        assert_ne!(
+            edited, s,
+            "the declaration to break is not in abi_offsets.c"
+        );
+        edited
+    });
+    assert!(!ok, "a wrong prototype built:\n{said}");
+    assert!(
+        said.contains(
+            "register_sysrq_key: the kernel's prototype differs from the one sysrq.rs declares"
+        ),
+        "{said}"
+    );
+}
