@@ -107,10 +107,42 @@ pub(crate) struct KparamString(pub(crate) bindings::kparam_string);
 // SAFETY: the kernel reads it during parameter parsing and sysfs reads only.
 unsafe impl Sync for KparamString {}
 
+/// The `__param` entry and the `modinfo` lines of one module parameter, as
+/// C's `module_param_cb()` + `MODULE_PARM_DESC()` make them: `$ops` the
+/// kernel's operations for its type, `$arg` the `kernel_param` union's field.
+macro_rules! param_entry {
+    ($name:literal, $ty:literal, $desc:literal, $ops:ident, $perm:expr, $arg:ident: $value:expr) => {
+        #[link_section = "__param"]
+        #[used(compiler)]
+        static PARAM: kernel::module_param::KernelParam =
+            kernel::module_param::KernelParam::new(kernel::bindings::kernel_param {
+                name: concat!($name, "\0").as_ptr().cast(),
+                // `__this_module` is set up by the module loader and outlives every
+                // parameter of this module; only addresses are taken here.
+                mod_: core::ptr::addr_of!(kernel::bindings::__this_module).cast_mut(),
+                ops: core::ptr::addr_of!(kernel::bindings::$ops),
+                perm: $perm,
+                level: -1,
+                flags: 0,
+                __bindgen_anon_1: kernel::bindings::kernel_param__bindgen_ty_1 { $arg: $value },
+            });
+        const PARM: &str = concat!("parm=", $name, ":", $desc, "\0");
+        const PARMTYPE: &str = concat!("parmtype=", $name, ":", $ty, "\0");
+        #[link_section = ".modinfo"]
+        #[used(compiler)]
+        static PARM_INFO: [u8; PARM.len()] = crate::ffi::padded(PARM);
+        #[link_section = ".modinfo"]
+        #[used(compiler)]
+        static PARMTYPE_INFO: [u8; PARMTYPE.len()] = crate::ffi::padded(PARMTYPE);
+    };
+}
+pub(crate) use param_entry;
+
 /// Declares a read-only (0444) string module parameter backed by `$buf`, with
 /// `modinfo` entries, as C's `module_param_string()` + `MODULE_PARM_DESC()` do.
-/// The `kernel::module!` macro supports only integers and booleans. With
-/// `perm = 0` the parameter has no file in sysfs at all (a secret).
+/// The `kernel::module!` macro supports only integers (and, from linux 7.3,
+/// booleans). With `perm = 0` the parameter has no file in sysfs at all (a
+/// secret).
 macro_rules! string_param {
     ($buf:ident, $name:literal, $len:literal, $default:literal, $desc:literal) => {
         crate::ffi::string_param!($buf, $name, $len, $default, $desc, perm = 0o444);
@@ -123,30 +155,10 @@ macro_rules! string_param {
                     maxlen: $len,
                     string: $buf.as_ptr(),
                 });
-            #[link_section = "__param"]
-            #[used(compiler)]
-            static PARAM: kernel::module_param::KernelParam =
-                kernel::module_param::KernelParam::new(kernel::bindings::kernel_param {
-                    name: concat!($name, "\0").as_ptr().cast(),
-                    // `__this_module` is set up by the module loader and outlives every
-                    // parameter of this module; only addresses are taken here.
-                    mod_: core::ptr::addr_of!(kernel::bindings::__this_module).cast_mut(),
-                    ops: core::ptr::addr_of!(kernel::bindings::param_ops_string),
-                    perm: $perm,
-                    level: -1,
-                    flags: 0,
-                    __bindgen_anon_1: kernel::bindings::kernel_param__bindgen_ty_1 {
-                        str_: core::ptr::addr_of!(KPS.0),
-                    },
-                });
-            const PARM: &str = concat!("parm=", $name, ":", $desc, "\0");
-            const PARMTYPE: &str = concat!("parmtype=", $name, ":string\0");
-            #[link_section = ".modinfo"]
-            #[used(compiler)]
-            static PARM_INFO: [u8; PARM.len()] = crate::ffi::padded(PARM);
-            #[link_section = ".modinfo"]
-            #[used(compiler)]
-            static PARMTYPE_INFO: [u8; PARMTYPE.len()] = crate::ffi::padded(PARMTYPE);
+            crate::ffi::param_entry!(
+                $name, "string", $desc, param_ops_string, $perm,
+                str_: core::ptr::addr_of!(KPS.0)
+            );
         };
     };
 }
@@ -183,29 +195,10 @@ macro_rules! bool_param {
     ($storage:ident, $name:literal, $default:literal, $desc:literal) => {
         static $storage: crate::ffi::ParamBool = crate::ffi::ParamBool::new($default);
         const _: () = {
-            #[link_section = "__param"]
-            #[used(compiler)]
-            static PARAM: kernel::module_param::KernelParam =
-                kernel::module_param::KernelParam::new(kernel::bindings::kernel_param {
-                    name: concat!($name, "\0").as_ptr().cast(),
-                    // As in `string_param!`: only addresses are taken here.
-                    mod_: core::ptr::addr_of!(kernel::bindings::__this_module).cast_mut(),
-                    ops: core::ptr::addr_of!(kernel::bindings::param_ops_bool),
-                    perm: 0o444,
-                    level: -1,
-                    flags: 0,
-                    __bindgen_anon_1: kernel::bindings::kernel_param__bindgen_ty_1 {
-                        arg: $storage.as_ptr().cast(),
-                    },
-                });
-            const PARM: &str = concat!("parm=", $name, ":", $desc, "\0");
-            const PARMTYPE: &str = concat!("parmtype=", $name, ":bool\0");
-            #[link_section = ".modinfo"]
-            #[used(compiler)]
-            static PARM_INFO: [u8; PARM.len()] = crate::ffi::padded(PARM);
-            #[link_section = ".modinfo"]
-            #[used(compiler)]
-            static PARMTYPE_INFO: [u8; PARMTYPE.len()] = crate::ffi::padded(PARMTYPE);
+            crate::ffi::param_entry!(
+                $name, "bool", $desc, param_ops_bool, 0o444,
+                arg: $storage.as_ptr().cast()
+            );
         };
     };
 }

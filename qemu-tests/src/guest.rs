@@ -103,6 +103,12 @@ pub const DRAIN: &str = "sleep 0.5";
 /// write and lets the guest run on. Needs [`Guest::pvpanic`].
 pub const MARK: &str = "printf '\\002' | dd of=/dev/port bs=1 seek=1285 count=1 2>/dev/null";
 
+/// Guest shell command that prints where test module `module`'s code is
+/// (`RER-TEXT module 0x...`), for [`Vm::module_text`](crate::Vm::module_text).
+pub fn show_text(module: &str) -> String {
+    format!("echo \"RER-TEXT {module} $(cat /sys/module/{module}/sections/.text)\"\n")
+}
+
 /// Guest shell command for a timestamped QMP event where [`MARK`] cannot be
 /// used (lockdown refuses `/dev/port`): setting the CMOS RTC, which QEMU
 /// reports as `RTC_CHANGE` from the vCPU thread.

@@ -59,6 +59,7 @@ mod vm;
 
 pub use console::tail;
 pub use guest::{
+    show_text,
     Guest,
     BOOTED,
     DONE,

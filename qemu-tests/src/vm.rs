@@ -237,6 +237,19 @@ impl Vm {
         Vm::start(guest, inputs)
     }
 
+    /// Where test module `module`'s code is, from the guest's
+    /// [`show_text`](crate::show_text) line (waited for up to 20 s): its
+    /// `.text` and the page after (a test module's code is a few hundred
+    /// bytes), for [`VCpu::spins_in`](crate::VCpu::spins_in). Fails the test
+    /// without that line.
+    pub fn module_text(&mut self, module: &str) -> std::ops::Range<u64> {
+        let prefix = format!("RER-TEXT {module} 0x");
+        self.line_starting_within(&prefix, Duration::from_secs(20))
+            .and_then(|l| u64::from_str_radix(&l[prefix.len()..], 16).ok())
+            .map(|start| start..start + 0x1000)
+            .unwrap_or_else(|| panic!("no {prefix} line; log {}", self.log_path.display()))
+    }
+
     /// Waits up to `limit` for a whole line (ended by its newline) that
     /// starts with `prefix`, and returns it without the newline; `None` if
     /// none came.

@@ -6,6 +6,7 @@
 
 use qemu_tests::{
     run,
+    show_text,
     Guest,
     Inputs,
     Vm,
@@ -403,9 +404,6 @@ fn nmi_on_a_healthy_guest_resets() {
     vm.finish().assert_reset_by_nmi_best_effort("nmi", "kbd");
 }
 
-/// How far past `.text` the stalling module's spinning CPU may be.
-const STALL_TEXT: u64 = 0x1000;
-
 /// A reset attempt whose CPU stops for good inside it, with the attempt held
 /// (`rer_stall`: a kprobe on the pid lookup the engine makes once it holds
 /// the attempt, which spins there with interrupts off, as a CPU held by an
@@ -419,15 +417,15 @@ fn an_nmi_takes_over_from_an_attempt_whose_cpu_stopped_for_good() {
     // The shell on the CPU that takes the UART's interrupt (IRQ 4), through
     // which its console output goes; the writer on the other one.
     let scenario = format!(
-        "{INSMOD} nmi=1\ninsmod /modules/rer_stall.ko\n\
-         echo \"RER-STALL-TEXT $(cat /sys/module/rer_stall/sections/.text)\"\n\
+        "{INSMOD} nmi=1\ninsmod /modules/rer_stall.ko\n{}\
          echo 1 > /sys/module/rer_stall/parameters/armed\n\
          uart=$(cat /proc/irq/4/effective_affinity_list)\nwriter=$((1 - uart))\n\
          taskset -p $((1 << uart)) $$ >/dev/null\n\
          taskset $((1 << writer)) ash -c 'echo reset > /dev/emergency_reset; \
          echo RER-WRITE-RETURNED rc=$?' &\n\
          sleep 1\nread stopped </sys/module/rer_stall/parameters/stopped\n\
-         echo \"RER-STALLED $stopped cpu=$writer\"\nsleep 8\n"
+         echo \"RER-STALLED $stopped cpu=$writer\"\nsleep 8\n",
+        show_text("rer_stall")
     );
     let guest = Guest::new("stalled_attempt_nmi", &inputs, &scenario)
         .with_module(inputs.test_module("rer_stall"));
@@ -436,11 +434,7 @@ fn an_nmi_takes_over_from_an_attempt_whose_cpu_stopped_for_good() {
     // the kprobe (its `stopped`, read by the shell on the other CPU, a second
     // after the write began: past the bound) and by QEMU (CPU 1 spinning,
     // interrupts off, in rer_stall's code, the shell's CPU not).
-    let text = vm
-        .line_starting_within("RER-STALL-TEXT 0x", Duration::from_secs(20))
-        .and_then(|l| u64::from_str_radix(l.trim_start_matches("RER-STALL-TEXT 0x"), 16).ok())
-        .map(|start| start..start + STALL_TEXT)
-        .unwrap_or_else(|| panic!("no RER-STALL-TEXT line; log {}", vm.log_path().display()));
+    let text = vm.module_text("rer_stall");
     let stalled = vm.line_starting_within("RER-STALLED ", Duration::from_secs(20));
     let writer = stalled
         .as_deref()

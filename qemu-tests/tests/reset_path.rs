@@ -18,6 +18,7 @@ use qemu_tests::{
         ResetSpace, //
     },
     run,
+    show_text,
     Ending,
     Guest,
     Inputs,
@@ -679,9 +680,6 @@ echo RER-SURVIVED
     assert!(!out.saw("RER-SURVIVED"));
 }
 
-/// How far past `.text` the port-lock module's spinning CPU may be.
-const UART_LOCK_TEXT: u64 = 0x1000;
-
 /// A CPU that took the serial console's port lock with interrupts off and
 /// never gives it back (`rer_uart_lock`), then a reset from the other CPU:
 /// the reset's lines cannot wait for that lock, and the guest is reset. On
@@ -695,23 +693,14 @@ fn a_cpu_holding_the_consoles_port_lock_does_not_stop_the_reset() {
     // Nothing may print after the lock is taken (1 s after the load): the
     // shell's own output would wait for it too.
     let scenario = format!(
-        "{INSMOD}\ntaskset -p 1 $$ >/dev/null\ninsmod /modules/rer_uart_lock.ko cpu=1\n\
-         echo \"RER-UART-LOCK-TEXT $(cat /sys/module/rer_uart_lock/sections/.text)\"\n\
-         sleep 4\necho reset > /dev/emergency_reset\necho RER-WRITE-RETURNED rc=$?\nsleep 4\n"
+        "{INSMOD}\ntaskset -p 1 $$ >/dev/null\ninsmod /modules/rer_uart_lock.ko cpu=1\n{}\
+         sleep 4\necho reset > /dev/emergency_reset\necho RER-WRITE-RETURNED rc=$?\nsleep 4\n",
+        show_text("rer_uart_lock")
     );
     let guest = Guest::new("uart_port_lock_held", &inputs, &scenario)
         .with_module(inputs.test_module("rer_uart_lock"));
     let mut vm = Vm::boot(&guest, &inputs);
-    let text = vm
-        .line_starting_within("RER-UART-LOCK-TEXT 0x", Duration::from_secs(20))
-        .and_then(|l| u64::from_str_radix(l.trim_start_matches("RER-UART-LOCK-TEXT 0x"), 16).ok())
-        .map(|start| start..start + UART_LOCK_TEXT)
-        .unwrap_or_else(|| {
-            panic!(
-                "no RER-UART-LOCK-TEXT line; log {}",
-                vm.log_path().display()
-            )
-        });
+    let text = vm.module_text("rer_uart_lock");
     // The fault in place before the write (3 s after the lock): QEMU shows CPU 1
     // spinning in the module with interrupts off, CPU 0 not.
     let until = Instant::now() + Duration::from_secs(3);
