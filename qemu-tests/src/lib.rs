@@ -82,7 +82,8 @@ pub use helpers::{
 };
 pub use inputs::{
     qemu_binary,
-    Inputs, //
+    Inputs,
+    ACCEL, //
 };
 pub use netns::{
     GUEST_V4,
