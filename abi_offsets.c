@@ -29,14 +29,14 @@
 /* Function FN must have the prototype TYPE (a pointer-to-function type). */
 #define PROTOTYPE(fn, type, where)                                             \
 	_Static_assert(SAME_TYPE(&fn, type),                                   \
-		       #fn ": the kernel's prototype differs from the one " where \
-		       " declares")
+		       #fn ": the prototype in the kernel differs from the one " \
+		       where " declares")
 
 /* The member CALLBACK of struct S must have the type TYPE. */
 #define CALLBACK(s, callback, type, where)                                     \
 	_Static_assert(SAME_TYPE(((struct s *)0)->callback, type),             \
-		       "struct " #s "." #callback ": the kernel's type differs " \
-		       "from the one " where " declares")
+		       "struct " #s "." #callback ": the type in the kernel " \
+		       "differs from the one " where " declares")
 
 /* sysrq.rs */
 PROTOTYPE(register_sysrq_key, int (*)(u8, const struct sysrq_key_op *), "sysrq.rs");
@@ -52,7 +52,7 @@ CALLBACK(nmiaction, handler, int (*)(unsigned int, struct pt_regs *), "nmi.rs");
 PROTOTYPE(register_die_notifier, int (*)(struct notifier_block *), "oops.rs");
 PROTOTYPE(unregister_die_notifier, int (*)(struct notifier_block *), "oops.rs");
 _Static_assert(SAME_TYPE(panic_notifier_list, struct atomic_notifier_head),
-	       "panic_notifier_list: the kernel's type differs from the one oops.rs declares");
+	       "panic_notifier_list: the type in the kernel differs from the one oops.rs declares");
 
 /* net.rs */
 PROTOTYPE(nf_register_net_hook, int (*)(struct net *, const struct nf_hook_ops *), "net.rs");

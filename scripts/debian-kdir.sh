@@ -40,9 +40,12 @@ die() {
 cache=${EMERGENCY_RESET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rust_emergency_reset}
 
 # Debian 13 with RELEASE's headers: build here. Anything else: the build root.
-# (Where the release is $r, or the suite given.)
+# (Where the release is $r, or the suite given.) Unstable calls itself by
+# testing's name.
 native() {
-	[ -f /etc/os-release ] && grep -qx "VERSION_CODENAME=${suite:-$(suite_of "$r")}" /etc/os-release
+	local want=${suite:-$(suite_of "$r")}
+	[ "$want" = sid ] && want=forky
+	[ -f /etc/os-release ] && grep -qx "VERSION_CODENAME=$want" /etc/os-release
 }
 
 # The release's source package: 7.3.4+deb13-amd64 -> linux-source-7.3.
@@ -53,11 +56,33 @@ source_pkg() {
 	echo "linux-source-${BASH_REMATCH[1]}"
 }
 
-# The suite whose compilers built the release: +deb13 trixie, +deb14 forky.
+# The suite whose compilers built the release: +deb13 trixie; +deb14 forky
+# (testing), or sid for a release forky does not have (unstable's newer one);
+# $RER_SUITE decides if set.
+declare -A suite_seen
 suite_of() {
 	case "$1" in
 	*+deb13-*) echo trixie ;;
-	*+deb14-*) echo forky ;;
+	*+deb14-*)
+		if [ -n "${RER_SUITE:-}" ]; then
+			echo "$RER_SUITE"
+		elif [ -n "${suite_seen[$1]:-}" ]; then
+			echo "${suite_seen[$1]}"
+		else
+			local in_forky
+			if [ -f /etc/os-release ] && grep -qx VERSION_CODENAME=forky /etc/os-release; then
+				in_forky=$(apt-cache policy "linux-headers-$1" 2>/dev/null)
+			else
+				"$here/debian-root.sh" --suite forky >/dev/null
+				in_forky=$("$here/debian-root.sh" --suite forky --run apt-cache policy "linux-headers-$1" 2>/dev/null)
+			fi
+			case "$in_forky" in
+			*"Candidate: (none)"* | "") suite_seen[$1]=sid ;;
+			*) suite_seen[$1]=forky ;;
+			esac
+			echo "${suite_seen[$1]}"
+		fi
+		;;
 	*) source_pkg "$1" >/dev/null ;;
 	esac
 }

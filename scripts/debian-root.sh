@@ -5,15 +5,15 @@
 # were built with, for hosts that are not that Debian themselves (the
 # project's machines and CI are Debian 12): Debian 13 ("trixie", with
 # trixie-backports: gcc-14, rustc 1.85.1, bindgen 0.71.1) for the +deb13
-# kernels, Debian testing ("forky": gcc-16, rustc 1.97.1, bindgen 0.72.1) for
-# the +deb14 ones.
+# kernels, Debian testing ("forky": gcc-16, rustc 1.97.1, bindgen 0.72.1) or
+# unstable ("sid", the same compilers) for the +deb14 ones.
 #
-#   scripts/debian-root.sh [--suite forky]               make it if missing; print its path
+#   scripts/debian-root.sh [--suite forky|sid]           make it if missing; print its path
 #   scripts/debian-root.sh [--suite forky] --print-dir   print its path, make nothing
 #   scripts/debian-root.sh [--suite forky] --run CMD...  run CMD inside it (chroot, /proc
 #                                        mounted, the clone and the cache at the same paths)
 #
-# The suite is trixie unless --suite says forky (or $RER_SUITE does).
+# The suite is trixie unless --suite says forky or sid (or $RER_SUITE does).
 #
 # Made with debootstrap into the cache ($EMERGENCY_RESET_CACHE, else
 # $XDG_CACHE_HOME/rust_emergency_reset, else ~/.cache/rust_emergency_reset),
@@ -45,8 +45,16 @@ forky)
 	security=forky-security
 	name=debian14
 	;;
+sid)
+	RECIPE="debootstrap minbase sid; sid; no Valid-Until; v1"
+	PKGS="rustc rust-src bindgen libclang-dev gcc-16 make bc flex bison libelf-dev libssl-dev
+ cpio xz-utils kmod dwarves python3 dkms ca-certificates"
+	suites=sid
+	security=
+	name=debian-sid
+	;;
 *)
-	echo "debian-root: unknown suite '$suite' (trixie for +deb13 kernels, forky for +deb14)" >&2
+	echo "debian-root: unknown suite '$suite' (trixie for +deb13 kernels, forky or sid for +deb14)" >&2
 	exit 2
 	;;
 esac
@@ -126,6 +134,10 @@ URIs: $mirror
 Suites: $suites
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+SRC
+	# Unstable has no security suite.
+	[ -z "$security" ] || cat >>"$root/etc/apt/sources.list.d/debian.sources" <<SRC
 
 Types: deb
 URIs: ${mirror%/debian}/debian-security

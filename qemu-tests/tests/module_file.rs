@@ -128,7 +128,7 @@ fn a_hand_declared_prototype_that_differs_from_the_kernels_fails_the_build() {
     assert!(!ok, "a wrong prototype built:\n{said}");
     assert!(
         said.contains(
-            "register_sysrq_key: the kernel's prototype differs from the one sysrq.rs declares"
+            "register_sysrq_key: the prototype in the kernel differs from the one sysrq.rs declares"
         ),
         "{said}"
     );
