@@ -62,7 +62,7 @@ TEST_MODULES := $(CURDIR)/qemu-tests/modules
 
 .PHONY: all modules kernel print-kdir modules_install clean setup check check-run \
 	demo demo-run test-modules unit-test fuzz rustfmt rustfmtcheck \
-	check-legs check-debian-run install dkms-source sender \
+	check-legs check-test-kernel check-debian-legs check-debian-run install dkms-source sender \
 	bench bench-run
 
 all: modules
@@ -192,7 +192,12 @@ check-run:
 	rc=0; $(MAKE) check-legs || rc=$$?; \
 		cd qemu-tests && cargo run --release --quiet --bin report; exit $$rc
 
+# Every leg runs, whatever an earlier one did; the run fails at the end if
+# any failed.
 check-legs:
+	rc=0; $(MAKE) check-test-kernel || rc=1; $(MAKE) check-debian-legs || rc=1; exit $$rc
+
+check-test-kernel:
 	$(TIMED) "test kernel" kernel --cached-if $(TEST_KDIR)/../.built -- $(MAKE) KDIR=$(TEST_KDIR) kernel
 	$(TIMED) "test kernel" modules -- $(MAKE) KDIR=$(TEST_KDIR) modules test-modules
 	$(TIMED) host "unit tests and sender" -- $(MAKE) unit-test sender
@@ -202,16 +207,18 @@ check-legs:
 	cd qemu-tests/bench && ../../$(TIMED) "test kernel" "bench smoke" -- env RER_KDIR=$(TEST_KDIR) \
 		RER_MODULE=$(CURDIR)/rust_emergency_reset.ko RER_TEST_MODULES=$(TEST_MODULES) \
 		cargo run --release --quiet -- --smoke
-	$(TIMED) debian "roots and resolve" --cached-if $$(scripts/debian-root.sh --print-dir)/.ready -- \
+
+check-debian-legs:
+	$(TIMED) debian "roots and resolve" --cached-if $$(scripts/debian-root.sh --suite forky --print-dir)/.ready -- \
 		sh -c 'scripts/debian-kdir.sh --resolve $(DEBIAN_FLAVOURS) && \
 			scripts/debian-kdir.sh --resolve --suite forky $(DEBIAN_FLAVOURS)' \
 		>qemu-tests/target/debian-releases
 	rm -rf qemu-tests/target/legs
-	$(MAKE) check-debian-run DEBIAN_RELEASE=$$(head -1 qemu-tests/target/debian-releases)
-	cd qemu-tests && cargo run --release --quiet --bin matrix -- test $$(cat target/debian-release)
-	rc=0; for r in $$(tail -n +2 qemu-tests/target/debian-releases); do \
+	rc=0; $(MAKE) check-debian-run DEBIAN_RELEASE=$$(head -1 qemu-tests/target/debian-releases) || rc=1; \
+		(cd qemu-tests && cargo run --release --quiet --bin matrix -- test $$(cat target/debian-release)) || rc=1; \
+		for r in $$(tail -n +2 qemu-tests/target/debian-releases); do \
 		$(MAKE) check-debian-run DEBIAN_RELEASE=$$r DEBIAN_LEG=core || rc=1; done; \
-		cd qemu-tests && cargo run --release --quiet --bin kernels || rc=1; exit $$rc
+		(cd qemu-tests && cargo run --release --quiet --bin kernels) || rc=1; exit $$rc
 
 # The kernel series the module supports (Kbuild's RER_SUPPORTED): a Debian
 # kernel of another series gets no leg, and the table says why.
