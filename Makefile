@@ -168,7 +168,14 @@ QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file -
 # datagram with userspace stopped, every datagram that must not reset, a
 # replay), load/unload cycles with every trigger armed, and a reset while a
 # CPU holds the console's port lock for good.
-DEBIAN_FLAVOURS = amd64 cloud-amd64 rt-amd64
+# rt-amd64 builds and resets, but is not in the set yet: most core tests read
+# the module's own "resetting now" lines, which under PREEMPT_RT do not reach
+# the console before the reset (7.2's 8250 console prints from a thread; 7.3's
+# nbcon one may be owned by its preempted printer thread). A run with it: 19 of
+# 21 core scenarios passed on 7.3.4+deb13-rt-amd64, 10 on 7.2.12+deb14-rt-amd64,
+# every reset itself QMP's (Documentation/kernels.md). DEBIAN_FLAVOURS=... on
+# the command line runs any set.
+DEBIAN_FLAVOURS = amd64 cloud-amd64
 QEMU_TESTS_CORE = --test seed --test engine --test faults --test last_words --test lockdown \
 	--test network --test reset_path -- --exact \
 	seed_scenario_device_resets_while_reboot_is_stuck seed_scenario_control_without_module_stays_stuck \

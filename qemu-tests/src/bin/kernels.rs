@@ -96,7 +96,7 @@ const HEADER: &str = "<!-- Written by `cargo run --bin kernels` (qemu-tests) fro
 `make check`'s legs, one per Debian kernel. Do not edit by hand. -->\n\n\
 # The Debian kernels `make check` boots\n\n\
 Each kernel of the set `make check` resolves from the archive (the newest release of each \
-flavour in trixie-backports), booted as Debian signed it (its vmlinuz fetched, never \
+flavour, `DEBIAN_FLAVOURS`, in trixie-backports and in forky), booted as Debian signed it (its vmlinuz fetched, never \
 installed), with the modules built for it by its own compilers. The first kernel gets the \
 whole suite and the fault matrix; every other one the core scenarios below. *pass*: the \
 test asserted what its scenario must show (QMP's guest-reset, or the guest alive \
