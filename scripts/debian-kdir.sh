@@ -59,15 +59,12 @@ source_pkg() {
 # The suite whose compilers built the release: +deb13 trixie; +deb14 forky
 # (testing), or sid for a release forky does not have (unstable's newer one);
 # $RER_SUITE decides if set.
-declare -A suite_seen
 suite_of() {
 	case "$1" in
 	*+deb13-*) echo trixie ;;
 	*+deb14-*)
 		if [ -n "${RER_SUITE:-}" ]; then
 			echo "$RER_SUITE"
-		elif [ -n "${suite_seen[$1]:-}" ]; then
-			echo "${suite_seen[$1]}"
 		else
 			local in_forky
 			if [ -f /etc/os-release ] && grep -qx VERSION_CODENAME=forky /etc/os-release; then
@@ -77,10 +74,9 @@ suite_of() {
 				in_forky=$("$here/debian-root.sh" --suite forky --run apt-cache policy "linux-headers-$1" 2>/dev/null)
 			fi
 			case "$in_forky" in
-			*"Candidate: (none)"* | "") suite_seen[$1]=sid ;;
-			*) suite_seen[$1]=forky ;;
+			*"Candidate: (none)"* | "") echo sid ;;
+			*) echo forky ;;
 			esac
-			echo "${suite_seen[$1]}"
 		fi
 		;;
 	*) source_pkg "$1" >/dev/null ;;

@@ -28,27 +28,28 @@ if [ "${1:-}" = --suite ]; then
 	suite=${2:-}
 	shift 2
 fi
+# The build packages; the compiler is the suite's.
+pkgs() {
+	printf 'rustc rust-src bindgen libclang-dev %s make bc flex bison libelf-dev libssl-dev\n cpio xz-utils kmod dwarves python3 dkms ca-certificates' "$1"
+}
 case "$suite" in
 trixie)
 	RECIPE="debootstrap minbase trixie; trixie trixie-updates trixie-security trixie-backports; v1"
-	PKGS="rustc rust-src bindgen libclang-dev gcc-14 make bc flex bison libelf-dev libssl-dev
- cpio xz-utils kmod dwarves python3 dkms ca-certificates"
+	PKGS=$(pkgs gcc-14)
 	suites="trixie trixie-updates trixie-backports"
 	security=trixie-security
 	name=debian13
 	;;
 forky)
 	RECIPE="debootstrap minbase forky (sid's script); forky forky-security; no Valid-Until; v1"
-	PKGS="rustc rust-src bindgen libclang-dev gcc-16 make bc flex bison libelf-dev libssl-dev
- cpio xz-utils kmod dwarves python3 dkms ca-certificates"
+	PKGS=$(pkgs gcc-16)
 	suites=forky
 	security=forky-security
 	name=debian14
 	;;
 sid)
 	RECIPE="debootstrap minbase sid; sid; no Valid-Until; v1"
-	PKGS="rustc rust-src bindgen libclang-dev gcc-16 make bc flex bison libelf-dev libssl-dev
- cpio xz-utils kmod dwarves python3 dkms ca-certificates"
+	PKGS=$(pkgs gcc-16)
 	suites=sid
 	security=
 	name=debian-sid
