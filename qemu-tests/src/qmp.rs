@@ -15,10 +15,18 @@ use crate::{
 };
 use serde_json::Value;
 use std::{
+    fs,
     io::Write,
     os::unix::net::UnixStream,
-    path::Path,
+    path::{
+        Path,
+        PathBuf, //
+    },
     process::Child,
+    sync::atomic::{
+        AtomicU32,
+        Ordering, //
+    },
     thread,
     time::{
         Duration,
@@ -77,15 +85,31 @@ impl VCpu {
     }
 }
 
-/// Connects to QEMU's QMP socket, waiting for QEMU to create it.
-pub(crate) fn connect(path: &Path, child: &mut Child) -> UnixStream {
+/// Where a new QEMU's QMP socket goes: a short name in the temporary
+/// directory, unique to this process and call. A Unix socket's path has at
+/// most 107 bytes (`sun_path`); beside the guest's files it would grow with
+/// the checkout's path, the kernel's release and the guest's name, and QEMU
+/// refuses a longer one (a CI run lost `lockdown_confidentiality_refusals`
+/// on `7.3.4+deb13-cloud-amd64` to it: 111 bytes).
+pub(crate) fn socket_path() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("rer-{}-{n}.qmp", std::process::id()))
+}
+
+/// Connects to QEMU's QMP socket, waiting for QEMU to create it. A QEMU that
+/// exits first fails the test with what it said on `stderr` (`qemu_log`).
+pub(crate) fn connect(path: &Path, child: &mut Child, qemu_log: &Path) -> UnixStream {
     let start = Instant::now();
     loop {
         if let Ok(s) = UnixStream::connect(path) {
             return s;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("qemu-system-x86_64 exited before QMP was up: {status}");
+            panic!(
+                "qemu-system-x86_64 exited before QMP was up: {status}: {}",
+                fs::read_to_string(qemu_log).unwrap_or_default().trim()
+            );
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),
@@ -176,5 +200,20 @@ impl Vm {
         let msg =
             serde_json::json!({"execute": command, "arguments": arguments, "id": self.qmp_id});
         let _ = writeln!(self.qmp, "{msg}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::socket_path;
+
+    /// Every socket fits `sun_path` (107 bytes and the NUL), wherever the
+    /// checkout is and whatever the guest and kernel are called, and no two
+    /// QEMUs of one run share one.
+    #[test]
+    fn qmp_sockets_fit_sun_path_and_differ() {
+        let (a, b) = (socket_path(), socket_path());
+        assert!(a.as_os_str().len() <= 107, "{}", a.display());
+        assert_ne!(a, b);
     }
 }

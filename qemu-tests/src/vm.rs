@@ -21,7 +21,10 @@ use crate::{
     },
     netns::make_netns,
     qemu_binary,
-    qmp::connect,
+    qmp::{
+        connect,
+        socket_path, //
+    },
     Ending,
     Guest,
     Inputs,
@@ -74,6 +77,8 @@ pub struct Vm {
     child: Child,
     stdin: Option<ChildStdin>,
     pub(crate) qmp: UnixStream,
+    /// QMP's socket ([`socket_path`]), removed with the VM.
+    qmp_path: PathBuf,
     pub(crate) reports: mpsc::Receiver<Report>,
     serial: String,
     log: fs::File,
@@ -117,6 +122,7 @@ impl Drop for Vm {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(&self.qmp_path);
         if let Some(ns) = &self.netns {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
@@ -135,10 +141,11 @@ impl Vm {
         fs::create_dir_all(&logs).unwrap();
         let log_path = logs.join(format!("{}.log", guest.name));
 
+        let qemu_log = log_path.with_extension("qemu.log");
         let initramfs = dir.join("initramfs.cpio");
         fs::write(&initramfs, guest.initramfs(inputs)).unwrap();
 
-        let qmp_path = dir.join("qmp.sock");
+        let qmp_path = socket_path();
         let cmdline = kernel_cmdline(guest);
         let netns = guest.net.as_ref().map(|_| make_netns());
         let mut child = qemu_command(
@@ -152,14 +159,14 @@ impl Vm {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         // QEMU's own messages go next to the serial log.
-        .stderr(fs::File::create(log_path.with_extension("qemu.log")).unwrap())
+        .stderr(fs::File::create(&qemu_log).unwrap())
         .spawn()
         .expect("cannot start qemu-system-x86_64: run scripts/setup.sh");
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
 
         // QEMU waits for the QMP client before it runs the guest: no event is missed.
-        let qmp = connect(&qmp_path, &mut child);
+        let qmp = connect(&qmp_path, &mut child, &qemu_log);
         let reports = spawn_readers(stdout, &qmp);
 
         let started = Instant::now();
@@ -167,6 +174,7 @@ impl Vm {
             child,
             stdin,
             qmp,
+            qmp_path,
             reports,
             serial: String::new(),
             log: fs::File::create(&log_path).unwrap(),
