@@ -63,7 +63,7 @@ TEST_MODULES := $(CURDIR)/qemu-tests/modules
 .PHONY: all modules kernel print-kdir modules_install clean setup check check-run \
 	demo demo-run test-modules unit-test fuzz rustfmt rustfmtcheck \
 	check-legs check-test-kernel check-debian-legs check-debian-run install dkms-source sender \
-	bench bench-run
+	bench bench-run quiet-module
 
 all: modules
 
@@ -158,7 +158,8 @@ QEMU_TESTS = --test seed --test engine --test faults --test module_file --test p
 	--test docs --test lockdown --test lockdown_signed --test harness --test last_words \
 	--test dead_methods --test reset_path --test network --test lockdep --test cfi
 QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian \
-	--test lockdown --test last_words --test dead_methods --test reset_path --test network --test tcg
+	--test lockdown --test last_words --test dead_methods --test reset_path --test network --test tcg \
+	--test kdump
 # Every other flavour of Debian's kernel (DEBIAN_FLAVOURS after the first, which
 # is the primary kernel's) gets the core scenarios: the seed scenario and its
 # control, bad input and privileges, each method alone and the fallback, the
@@ -267,9 +268,20 @@ endif
 # Trigger-to-reset latency beside the anchors (see qemu-tests/bench); writes
 # Documentation/benchmark.md and .png. BENCH_RUNS=N runs per case (default 20).
 bench-run:
-	$(MAKE) KDIR=$(BENCH_KDIR) modules test-modules
+	$(MAKE) KDIR=$(BENCH_KDIR) modules test-modules quiet-module
 	cd qemu-tests/bench && RER_KDIR=$(BENCH_KDIR) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
+		RER_QUIET_MODULE=$(QUIET_SRC)/rust_emergency_reset.ko \
 		RER_TEST_MODULES=$(TEST_MODULES) cargo run --release --quiet
+
+# The bench's build without the reset path's emergency lines (Kbuild's
+# RER_BENCH_QUIET), which measures what they cost: the DKMS source tree,
+# staged under qemu-tests/target, built with it. Never for users.
+QUIET_DIR = $(CURDIR)/qemu-tests/target/quiet
+QUIET_SRC = $(QUIET_DIR)/usr/src/rust_emergency_reset-$(DKMS_VERSION)
+quiet-module: kernel
+	rm -rf $(QUIET_DIR)
+	$(MAKE) dkms-source DESTDIR=$(QUIET_DIR)
+	$(KBUILD) M=$(QUIET_SRC) RER_BENCH_QUIET=1 modules
 
 bench: setup
 	$(MAKE) bench-run

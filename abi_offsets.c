@@ -14,6 +14,7 @@
  * of a #[repr(C)] struct of that name, or void * where Rust says *c_void.
  */
 #include <linux/kbuild.h>
+#include <linux/crash_core.h>
 #include <linux/kdebug.h>
 #include <linux/kmsg_dump.h>
 #include <linux/mm.h>
@@ -53,6 +54,10 @@ PROTOTYPE(register_die_notifier, int (*)(struct notifier_block *), "oops.rs");
 PROTOTYPE(unregister_die_notifier, int (*)(struct notifier_block *), "oops.rs");
 _Static_assert(SAME_TYPE(panic_notifier_list, struct atomic_notifier_head),
 	       "panic_notifier_list: the type in the kernel differs from the one oops.rs declares");
+/* oops.rs, with CONFIG_CRASH_DUMP only (it calls it only then). */
+#ifdef CONFIG_CRASH_DUMP
+PROTOTYPE(kexec_crash_loaded, int (*)(void), "oops.rs");
+#endif
 
 /* net.rs */
 PROTOTYPE(nf_register_net_hook, int (*)(struct net *, const struct nf_hook_ops *), "net.rs");

@@ -47,7 +47,7 @@ use crate::{
         Status,
         MAX_COMMAND_LEN, //
     },
-    net,
+    net, oops,
     record::{
         format_last_words,
         LastWords, //
@@ -135,6 +135,7 @@ impl MiscDevice for ResetDevice {
             sysrq_key: engine.sysrq_key,
             nmi: engine.nmi,
             on_oops: engine.on_oops,
+            crash_kernel: oops::crash_kernel_loaded(),
             triggers: TRIGGERS.load(Ordering::Relaxed),
             refused: REFUSED.load(Ordering::Relaxed),
             takeovers: TAKEOVERS.load(Ordering::Relaxed),

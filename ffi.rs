@@ -36,6 +36,16 @@ pub(crate) mod abi_offsets {
     include!("abi_offsets.rs");
 }
 
+/// `offsetof(struct task_struct, ...)` as the C compiler lays the struct
+/// out, generated at build time from `task_offsets.c` (see `Kbuild`):
+/// bindgen's layout of `task_struct` does not match C's in linux 7.3
+/// (`pid`, `comm` and the size all differ on the test kernel). `comm` for
+/// `last_words.rs`, `flags` and `PF_EXITING` for `oops.rs`.
+#[allow(dead_code)]
+pub(crate) mod task_offsets {
+    include!("task_offsets.rs");
+}
+
 /// `s` at the start of `N` zero bytes, at compile time (`s` must fit).
 pub(crate) const fn padded<const N: usize>(s: &str) -> [u8; N] {
     let src = s.as_bytes();

@@ -43,6 +43,7 @@ use kernel::{
 use crate::{
     ffi::{
         self,
+        task_offsets,
         Linked, //
     },
     logic::{
@@ -71,14 +72,6 @@ ffi::string_param!(
     "",
     "Last words: region reserved with reserve_mem=SIZE:ALIGN:NAME (default: none)"
 );
-
-/// `offsetof(struct task_struct, comm)` as the C compiler lays the struct
-/// out, generated at build time from `task_offsets.c` (see `Kbuild`):
-/// bindgen's layout of `task_struct` does not match C's in linux 7.3
-/// (`pid`, `comm` and the size all differ on the test kernel).
-mod task_offsets {
-    include!("task_offsets.rs");
-}
 
 /// `MEMREMAP_WB` (include/linux/io.h).
 const MEMREMAP_WB: c_ulong = 1;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The oops trigger, with `on_oops=N`: an oops resets the machine N seconds
-//! later (0: at once, from the oops itself).
+//! later (0: at once, from the oops itself), unless kdump takes it.
 //!
 //! ```sh
 //! modprobe rust_emergency_reset on_oops=10   # reset 10 s after the first oops
@@ -15,14 +15,30 @@
 //! panic stops the other CPUs and the thread with them, so the notifier
 //! waits out the delay on the panicking CPU and resets.
 //!
+//! kdump first: while a crash kernel is loaded (`kexec_crash_loaded()`), the
+//! die notifier does not reset. The kernel hands an oops to the crash kernel
+//! right after the die notifiers (`oops_end()`: `kexec_should_crash()`), or
+//! from `panic()` for an oops that becomes one, and the crash kernel keeps the
+//! dump. An oops it does not hand over is one whose task the kernel kills and
+//! lets exit: the notifier keeps a reference to the oopsing task, and the
+//! thread resets (after the delay) once that task has `PF_EXITING`, the first
+//! thing `do_exit()` sets. The test is the kernel's own outcome rather than a
+//! copy of its rule, whose `panic_on_oops` a module cannot read. An oops of
+//! PID 1 or of a task already exiting is left to the kernel (killing PID 1
+//! panics after `PF_EXITING`); the panic notifier never resets while a crash
+//! kernel is loaded (with `crash_kexec_post_notifiers` it comes first).
+//!
 //! C declarations checked against linux 7.3's `arch/x86/include/asm/kdebug.h`
 //! (`DIE_OOPS`), `include/linux/notifier.h` (`NOTIFY_DONE`, the chains),
-//! `include/linux/panic_notifier.h` (`panic_notifier_list`) and
-//! `include/linux/kthread.h`.
+//! `include/linux/panic_notifier.h` (`panic_notifier_list`),
+//! `include/linux/crash_core.h` (`kexec_crash_loaded`, with
+//! `CONFIG_CRASH_DUMP`) and `include/linux/kthread.h`; `PF_EXITING` and
+//! `task_struct.flags` come from the C compiler (`task_offsets.c`).
 
 use core::{
     ptr,
     sync::atomic::{
+        AtomicPtr,
         AtomicU64,
         Ordering, //
     },
@@ -33,6 +49,7 @@ use crate::{
     emergency_reset,
     ffi::{
         self,
+        task_offsets,
         Linked, //
     },
     hw, Trigger,
@@ -43,15 +60,95 @@ static OOPS_AT: AtomicU64 = AtomicU64::new(0);
 /// `on_oops=` as parsed at load; read by the callbacks.
 static ON_OOPS: SetOnce<u32> = SetOnce::new();
 
+/// The oopsing task, with a reference held, while its oops is left to kdump:
+/// [`oops_watch_tick()`] resets once it exits (the kernel did not hand the
+/// oops to the crash kernel). Null otherwise.
+static LEFT_TO_KDUMP: AtomicPtr<bindings::task_struct> = AtomicPtr::new(ptr::null_mut());
+
+#[cfg(CONFIG_CRASH_DUMP)]
+extern "C" {
+    fn kexec_crash_loaded() -> c_int;
+}
+
+/// Whether a crash kernel is loaded (`kexec -p`): kdump takes the oopses the
+/// kernel hands to it.
+#[cfg(CONFIG_CRASH_DUMP)]
+pub(crate) fn crash_kernel_loaded() -> bool {
+    // SAFETY: `kexec_crash_loaded()` reads one pointer, from any context.
+    unsafe { kexec_crash_loaded() != 0 }
+}
+
+/// Never, on a kernel without `CONFIG_CRASH_DUMP`.
+#[cfg(not(CONFIG_CRASH_DUMP))]
+pub(crate) fn crash_kernel_loaded() -> bool {
+    false
+}
+
+const _: () = assert!(task_offsets::TASK_FLAGS_SIZE == core::mem::size_of::<u32>());
+
+/// Whether `task` has `PF_EXITING`: `do_exit()` is under way.
+///
+/// # Safety
+///
+/// `task` must be a task the caller holds a reference to.
+unsafe fn exiting(task: *mut bindings::task_struct) -> bool {
+    // SAFETY: `flags` is an `unsigned int` at the offset the C compiler gave it (asserted
+    // above), inside a task the caller holds; the kernel sets its bits with plain stores.
+    let flags = unsafe {
+        task.cast::<u8>()
+            .add(task_offsets::TASK_FLAGS)
+            .cast::<u32>()
+            .read_volatile()
+    };
+    flags & task_offsets::PF_EXITING_C as u32 != 0
+}
+
+/// Gives back the reference [`oops_happened()`] took, if it is still held.
+fn forget_left_task() {
+    let task = LEFT_TO_KDUMP.swap(ptr::null_mut(), Ordering::AcqRel);
+    if !task.is_null() {
+        // SAFETY: `oops_happened()` took this reference with `get_task_struct()`; the swap made
+        // this its only holder. Called from the watcher thread or module unload: process context.
+        unsafe { bindings::put_task_struct(task) };
+    }
+}
+
 /// The die notifier's action on an oops (in the oopsing context, before the
 /// oops' backtrace is printed).
 fn oops_happened() {
-    match ON_OOPS.as_ref() {
-        Some(0) => {
-            let _ = emergency_reset(Trigger::Oops, None);
+    let Some(&secs) = ON_OOPS.as_ref() else {
+        return;
+    };
+    if crash_kernel_loaded() {
+        // Only the first oops is watched, as the clock only starts at the first.
+        if OOPS_AT.load(Ordering::Relaxed) != 0 {
+            return;
         }
-        Some(_) => {
-            // The first oops starts the clock; `oops_watch_tick()` resets when it runs out.
+        let task = kernel::current!().as_ptr();
+        // SAFETY: the current task outlives this call; the reference is given back by
+        // `forget_left_task()`.
+        let watch = ffi::current_pid() != 1 && !unsafe { exiting(task) };
+        if watch {
+            // SAFETY: as above; `get_task_struct()` is one atomic increment.
+            unsafe { bindings::get_task_struct(task) };
+            if LEFT_TO_KDUMP
+                .compare_exchange(ptr::null_mut(), task, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                // SAFETY: the reference just taken, which nobody else saw.
+                unsafe { bindings::put_task_struct(task) };
+                return;
+            }
+        }
+        pr_emerg!(
+            "oops with a crash kernel loaded: left to kdump; {}\n",
+            if watch {
+                "reset only if the kernel lets the oopsing task exit"
+            } else {
+                "no reset from on_oops"
+            }
+        );
+        if watch {
             let _ = OOPS_AT.compare_exchange(
                 0,
                 ffi::now_ns().max(1),
@@ -59,7 +156,18 @@ fn oops_happened() {
                 Ordering::Relaxed,
             );
         }
-        None => {}
+        return;
+    }
+    if secs == 0 {
+        let _ = emergency_reset(Trigger::Oops, None);
+    } else {
+        // The first oops starts the clock; `oops_watch_tick()` resets when it runs out.
+        let _ = OOPS_AT.compare_exchange(
+            0,
+            ffi::now_ns().max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -73,7 +181,9 @@ fn oops_panicked() {
         return;
     };
     let at = OOPS_AT.load(Ordering::Relaxed);
-    if at == 0 {
+    // With a crash kernel loaded, kdump has the panic: before the notifiers, or
+    // right after them with `crash_kexec_post_notifiers`.
+    if at == 0 || crash_kernel_loaded() {
         return;
     }
     let deadline = at.saturating_add(u64::from(secs) * 1_000_000_000);
@@ -83,21 +193,33 @@ fn oops_panicked() {
     let _ = emergency_reset(Trigger::Oops, None);
 }
 
-/// Called every 100 ms by the watcher thread (only with `on_oops=N > 0`).
+/// Called every 100 ms by the watcher thread.
 fn oops_watch_tick() {
     let (Some(&secs), at) = (ON_OOPS.as_ref(), OOPS_AT.load(Ordering::Relaxed)) else {
         return;
     };
-    if at != 0 && ffi::now_ns().saturating_sub(at) >= u64::from(secs) * 1_000_000_000 {
-        // One try per oops: a failed reset is logged, and the machine keeps running.
-        OOPS_AT.store(0, Ordering::Relaxed);
-        let _ = emergency_reset(Trigger::Oops, None);
+    if at == 0 || ffi::now_ns().saturating_sub(at) < u64::from(secs) * 1_000_000_000 {
+        return;
     }
+    let task = LEFT_TO_KDUMP.load(Ordering::Acquire);
+    if !task.is_null() {
+        // SAFETY: the reference `oops_happened()` took is held until `forget_left_task()`,
+        // which only this thread and module unload (after this thread stopped) call.
+        if !unsafe { exiting(task) } {
+            return;
+        }
+        pr_emerg!("the kernel let the oopsing task exit: not kdump's\n");
+        forget_left_task();
+    }
+    // One try per oops: a failed reset is logged, and the machine keeps running.
+    OOPS_AT.store(0, Ordering::Relaxed);
+    let _ = emergency_reset(Trigger::Oops, None);
 }
 
-/// What `on_oops=N` registers: the die notifier, and for N > 0 the watcher
-/// thread and the panic notifier (for an oops that becomes a panic).
-pub(crate) type OnOops = (DieNotifier, Option<(OopsWatcher, PanicNotifier)>);
+/// What `on_oops=N` registers: the die notifier, the watcher thread (for
+/// the delay, and for an oops left to kdump) and, for N > 0, the panic
+/// notifier (for an oops that becomes a panic).
+pub(crate) type OnOops = (DieNotifier, OopsWatcher, Option<PanicNotifier>);
 
 /// Registers what `on_oops=` needs: nothing for `None` (-1).
 pub(crate) fn register(on_oops: Option<u32>) -> Result<Option<OnOops>> {
@@ -107,12 +229,13 @@ pub(crate) fn register(on_oops: Option<u32>) -> Result<Option<OnOops>> {
     if !ON_OOPS.populate(secs) {
         return Err(EBUSY);
     }
-    let delayed = if secs > 0 {
-        Some((OopsWatcher::start()?, PanicNotifier::register()?))
+    let watcher = OopsWatcher::start()?;
+    let panic = if secs > 0 {
+        Some(PanicNotifier::register()?)
     } else {
         None
     };
-    Ok(Some((DieNotifier::register()?, delayed)))
+    Ok(Some((DieNotifier::register()?, watcher, panic)))
 }
 
 /// `DIE_OOPS` (arch/x86/include/asm/kdebug.h): `__die()` is reporting an oops.
@@ -216,6 +339,8 @@ impl Drop for OopsWatcher {
         // SAFETY: the thread was started in `start` and only returns after this call asks it
         // to, so the task is still there.
         unsafe { bindings::kthread_stop(self.0) };
+        // The die notifier is gone already (dropped first): nothing takes a new reference.
+        forget_left_task();
     }
 }
 

@@ -14,7 +14,8 @@
 //! With `nmi=1`, an NMI that nobody else claims (a BMC's or hypervisor's
 //! "inject NMI") resets the machine: the one trigger that reaches a machine
 //! whose every CPU spins with interrupts off. With `on_oops=N`, an oops resets
-//! the machine N seconds later (0: at once). With `net_port=`, one UDP
+//! the machine N seconds later (0: at once), unless a loaded crash kernel
+//! (kdump) takes it. With `net_port=`, one UDP
 //! datagram authenticated with `net_key=` resets the machine whose userspace
 //! is dead but whose network still answers.
 //!
@@ -238,10 +239,22 @@ fn attempt(engine: &Engine, method: Method) {
 /// CPU holds the panic slot ([`ffi::PanicCpuClaim`]), and only for as long as
 /// that takes, so that a `panic()` on another CPU during a method's settle
 /// time goes ahead. Needs interrupts off (an [`hw::IrqsOff`] in scope).
+#[cfg(not(rer_bench_quiet))]
 macro_rules! say {
     ($irqs_off:expr, $($arg:tt)*) => {{
         let _claim = ffi::PanicCpuClaim::new($irqs_off);
         pr_emerg!($($arg)*);
+    }};
+}
+
+/// `make bench`'s build without the lines (Kbuild's `RER_BENCH_QUIET=1`),
+/// which measures what printing them costs: the same path and the same
+/// claim, nothing printed. Never built for a user.
+#[cfg(rer_bench_quiet)]
+macro_rules! say {
+    ($irqs_off:expr, $($arg:tt)*) => {{
+        let _claim = ffi::PanicCpuClaim::new($irqs_off);
+        let _ = format_args!($($arg)*);
     }};
 }
 

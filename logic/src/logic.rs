@@ -413,6 +413,8 @@ pub struct Status<'a> {
     pub nmi: bool,
     /// Seconds from an oops to the reset, if `on_oops=` is set.
     pub on_oops: Option<u32>,
+    /// Whether a crash kernel is loaded: an oops it takes is left to kdump.
+    pub crash_kernel: bool,
     /// Resets attempted (each one that returned failed).
     pub triggers: u64,
     /// Writes refused (bad command or missing capability).
@@ -439,7 +441,8 @@ pub struct Status<'a> {
 /// ```
 ///
 /// `acpi_reset_register` and `sysrq_key` say `none` when there is none;
-/// `on_oops` is `off` or the delay in seconds. Keys
+/// `on_oops` is `off` or the delay in seconds, followed by `, deferred to
+/// kdump` while a crash kernel is loaded (`on_oops: 0, deferred to kdump`). Keys
 /// are never renamed or removed; new keys may be added.
 pub fn format_status(s: &Status<'_>, out: &mut impl fmt::Write) -> fmt::Result {
     out.write_str("order: ")?;
@@ -466,6 +469,7 @@ pub fn format_status(s: &Status<'_>, out: &mut impl fmt::Write) -> fmt::Result {
     }
     writeln!(out, "nmi: {}", if s.nmi { "on" } else { "off" })?;
     match s.on_oops {
+        Some(secs) if s.crash_kernel => writeln!(out, "on_oops: {secs}, deferred to kdump")?,
         Some(secs) => writeln!(out, "on_oops: {secs}")?,
         None => out.write_str("on_oops: off\n")?,
     }

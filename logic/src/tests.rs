@@ -225,6 +225,7 @@ fn status_format_is_stable() {
         sysrq_key: Some(b'x'),
         nmi: true,
         on_oops: Some(5),
+        crash_kernel: false,
         triggers: 3,
         refused: 12,
         takeovers: 1,
@@ -255,6 +256,19 @@ fn status_format_is_stable() {
     assert!(text.contains("\nnmi: off\non_oops: off\n"), "{text}");
     assert!(text.contains("\nacpi_reset_register: none\n"), "{text}");
     assert!(text.contains("\nsysrq_key: none\n"), "{text}");
+    let kdump = Status {
+        on_oops: Some(0),
+        crash_kernel: true,
+        ..status
+    };
+    let text = status_text(&kdump);
+    assert!(text.contains("\non_oops: 0, deferred to kdump\n"), "{text}");
+    // Without on_oops there is nothing to defer.
+    let text = status_text(&Status {
+        on_oops: None,
+        ..kdump
+    });
+    assert!(text.contains("\non_oops: off\n"), "{text}");
 }
 
 #[test]
@@ -276,6 +290,7 @@ fn the_longest_status_fits_the_module_buffer() {
         sysrq_key: Some(b'x'),
         nmi: true,
         on_oops: Some(u32::MAX),
+        crash_kernel: true,
         triggers: u64::MAX,
         refused: u64::MAX,
         takeovers: u64::MAX,

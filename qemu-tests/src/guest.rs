@@ -129,6 +129,10 @@ pub struct Guest {
     pub modules: Vec<PathBuf>,
     /// Executables put in the guest's `/bin/` under their own names.
     pub binaries: Vec<PathBuf>,
+    /// Other files: the guest's path (relative to `/`) and their contents.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// `-m` value, in MiB.
+    pub memory_mib: u32,
     /// More kernel command line, e.g. `lockdown=integrity`.
     pub append: String,
     /// Hard limit for the whole run; the VM is killed then.
@@ -160,6 +164,8 @@ impl Guest {
             scenario: scenario.to_string(),
             modules: vec![inputs.module.clone()],
             binaries: Vec::new(),
+            files: Vec::new(),
+            memory_mib: 256,
             append: String::new(),
             timeout: Duration::from_secs(60),
             expect_lock_reports: false,
@@ -207,6 +213,25 @@ impl Guest {
     pub fn with_binary(mut self, path: PathBuf) -> Guest {
         self.binaries.push(path);
         self
+    }
+
+    /// Adds a file at `path` (relative to `/`, in a directory of its own).
+    pub fn with_file(mut self, path: &str, contents: Vec<u8>) -> Guest {
+        self.files.push((path.to_string(), contents));
+        self
+    }
+
+    /// Another amount of memory (default 256 MiB).
+    pub fn memory(mut self, mib: u32) -> Guest {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// This guest's initramfs, for a kernel the guest itself boots: the crash
+    /// kernel `kexec -p` loads. Its `/init` is every guest's: it prints
+    /// [`BOOTED`], runs the scenario and prints [`DONE`].
+    pub fn initramfs_image(&self, inputs: &Inputs) -> Vec<u8> {
+        self.initramfs(inputs)
     }
 
     /// Adds `param` to the kernel command line.
@@ -276,6 +301,12 @@ impl Guest {
         for b in &self.binaries {
             let name = b.file_name().unwrap().to_str().unwrap();
             archive.file(&format!("bin/{name}"), 0o755, &fs::read(b).unwrap());
+        }
+        for (path, contents) in &self.files {
+            if let Some((dir, _)) = path.rsplit_once('/') {
+                archive.dir(dir);
+            }
+            archive.file(path, 0o644, contents);
         }
         if let Some(net_modules) = &self.net {
             let mut order = String::new();

@@ -683,7 +683,8 @@ fn qemu_command(
         None => Command::new(&binary),
     };
     qemu.args(["-accel", &inputs.accel, "-machine", &guest.machine])
-        .args(["-smp", &guest.cpus.to_string(), "-m", "256M"])
+        .args(["-smp", &guest.cpus.to_string()])
+        .args(["-m", &format!("{}M", guest.memory_mib)])
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
         // A guest of several boots reboots at a reset, until its last boot.
         .args(if guest.boots == 1 {

@@ -161,11 +161,19 @@ struct Case {
     machine: &'static str,
     cpus: u32,
     params: &'static str,
+    /// Our module's bench build without the reset path's emergency lines
+    /// (`make quiet-module`, `RER_QUIET_MODULE`): what the lines cost.
+    quiet: bool,
 }
 
 impl Case {
     fn label(&self) -> String {
         match self.group {
+            0 if self.quiet => format!(
+                "{} / {}, no emergency lines (bench build)",
+                self.guest.label(),
+                self.trig.label()
+            ),
             0 => format!("{} / {}", self.guest.label(), self.trig.label()),
             1 => format!("{} CPU(s) / {}", self.cpus, self.trig.label()),
             _ => "microvm, every method fails: until EIO".to_string(),
@@ -260,6 +268,10 @@ fn measure(case: &Case, inputs: &Inputs, helper: &Path, n: usize) -> Run {
         .cpus(case.cpus)
         .timeout(Duration::from_secs(30))
         .with_binary(helper.to_path_buf());
+    if case.quiet {
+        let quiet = std::env::var_os("RER_QUIET_MODULE").expect("RER_QUIET_MODULE (make bench)");
+        guest = guest.without_our_module(inputs).with_module(quiet.into());
+    }
     guest.pvpanic = true;
     if let Some(f) = case.guest.fault() {
         guest = guest.with_module(inputs.test_module(f.module()));
@@ -317,6 +329,7 @@ fn base_case(group: u8, guest: GuestKind, trig: Trig) -> Case {
         machine: "q35",
         cpus: 2,
         params: "",
+        quiet: false,
     }
 }
 
@@ -337,6 +350,11 @@ fn cases(smoke: bool) -> Vec<Case> {
         v.push(base_case(0, GuestKind::Lockdown, t));
     }
     if !smoke {
+        // The same trigger without the emergency lines: what they cost.
+        v.push(Case {
+            quiet: true,
+            ..base_case(0, GuestKind::Healthy, Trig::Device)
+        });
         // Two CPUs: the healthy case's own runs (see main).
         for cpus in [1, 4] {
             v.push(Case {
@@ -537,7 +555,7 @@ fn report(results: &BTreeMap<Case, Vec<Run>>, runs: usize, wall: Duration) -> St
     let stats_of = |guest: GuestKind, trig: Trig| {
         results
             .iter()
-            .find(|(c, _)| c.group == 0 && c.guest == guest && c.trig == trig)
+            .find(|(c, _)| c.group == 0 && !c.quiet && c.guest == guest && c.trig == trig)
             .map(|(_, r)| stats(r))
     };
     let mut notes = Vec::new();
@@ -589,6 +607,22 @@ fn report(results: &BTreeMap<Case, Vec<Run>>, runs: usize, wall: Duration) -> St
             s.ms[s.ms.len() - 1],
             ratio(Trig::DevPort),
             ratio(Trig::SysrqB)
+        );
+    }
+    let quiet = results
+        .iter()
+        .find(|(c, _)| c.quiet)
+        .and_then(|(_, r)| stats(r));
+    if let (Some(Some(ours)), Some(quiet)) = (stats_of(GuestKind::Healthy, Trig::Device), quiet) {
+        let _ = writeln!(
+            md,
+            "\nThe emergency lines (\"resetting now: trigger device, method kbd, caller pid N\", \
+             printed synchronously to the serial console before the method): healthy / ours with \
+             them ÷ the bench build without them (`make quiet-module`, the same path with \
+             nothing printed): {}; their share of ours' median: {:.1} of {:.1} ms.",
+            ratio_cell(&ours, &quiet),
+            ours.median - quiet.median,
+            ours.median
         );
     }
     if !notes.is_empty() {
