@@ -100,7 +100,7 @@ module! {
     params: {
         on_oops: i32 {
             default: -1,
-            description: "Reset this many seconds after an oops (0: at once; default -1: off)",
+            description: "Reset this many seconds after an oops (0: at once; default -1: off); kdump first",
         },
         mem_address: u64 {
             default: 0,

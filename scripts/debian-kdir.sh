@@ -190,17 +190,23 @@ make_native() {
 root_packages() {
 	local r=$1 src want have
 	src=$(source_pkg "$r")
+	# One apt at a time in a root: make check prepares the next kernels in the
+	# background while a leg makes its own.
+	exec 7>"$(in_root --print-dir).apt.lock"
+	flock 7
 	want=$(in_root --run apt-cache policy "linux-headers-$r" |
 		awk '/Candidate:/ {print $2}')
 	[ -n "$want" ] && [ "$want" != "(none)" ] ||
 		die "Debian 13 has no package linux-headers-$r (see: $0 --resolve)"
 	have=$(in_root --run dpkg-query -W -f='${Version} ' "linux-headers-$r" "$src" \
 		2>/dev/null || true)
-	[ "$have" = "$want $want " ] && return
-	log "installing linux-headers-$r and $src=$want in the build root"
-	in_root --run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends "linux-headers-$r" "$src=$want" >/dev/null ||
-		die "the build root cannot install linux-headers-$r with $src=$want (both from $(suite_of "$r"), same version)"
+	if [ "$have" != "$want $want " ]; then
+		log "installing linux-headers-$r and $src=$want in the build root"
+		in_root --run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends "linux-headers-$r" "$src=$want" >/dev/null ||
+			die "the build root cannot install linux-headers-$r with $src=$want (both from $(suite_of "$r"), same version)"
+	fi
+	exec 7>&-
 }
 
 ensure() {
@@ -274,10 +280,13 @@ case "${1:-}" in
 	if [ ! -f "$out/vmlinuz" ] || [ ! -f "$out/net-modules/order" ]; then
 		rm -rf "$out"
 		mkdir -p "$out/deb" "$out/net-modules"
-		# The kernel, and the modules package for the QEMU guests' virtio NIC.
+		# The kernel, and the modules package for the QEMU guests' virtio NIC
+		# (one apt at a time in a build root, as in root_packages).
+		[ ${#run[@]} = 0 ] || { exec 7>"$(in_root --print-dir).apt.lock"; flock 7; }
 		"${run[@]}" sh -ec "cd '$out/deb'; apt-get download -q -o APT::Sandbox::User=root \
 			'linux-binary-$r=$v' 'linux-modules-$r=$v' >/dev/null
 			for d in *.deb; do dpkg-deb -x \$d x; done"
+		exec 7>&-
 		mods="$out/deb/x/usr/lib/modules/$r"
 		# virtio_net after what it depends on (modinfo's depends=, recursively),
 		# uncompressed; built-in ones (virtio_pci on Debian) are not modules here.
