@@ -385,7 +385,7 @@ echo "RER-BAD $(dmesg | grep -c -e 'BUG' -e 'Oops' -e 'WARNING' -e 'leak')"
     // The check sees our mapping: one more ioremap while loaded.
     let mapped: u32 = before.parse::<u32>().unwrap() + 1;
     assert!(
-        out.saw(&format!("RER-MAPPED {mapped}\n")),
+        out.saw_line(&format!("RER-MAPPED {mapped}")),
         "{:?}",
         out.lines_with("RER-MAPPED")
     );

@@ -71,20 +71,20 @@ fn oops_with(name: &str, crash_kernel: bool, panic_on_oops: u32) -> Outcome {
     // The fault in place before the oops.
     let loaded = if crash_kernel { "1" } else { "0" };
     assert!(
-        out.saw(&format!("RER-CRASH-LOADED {loaded}")),
+        out.saw_line(&format!("RER-CRASH-LOADED {loaded}")),
         "{name}: {:?} (log {})",
         out.lines_with("RER-CRASH-LOADED"),
         out.log.display()
     );
     if crash_kernel {
         assert!(
-            out.saw("RER-KEXEC loaded"),
+            out.saw_line("RER-KEXEC loaded"),
             "{name}: {:?}",
             out.lines_with("RER-KEXEC")
         );
     }
     assert!(
-        out.saw(&format!("RER-PANIC-ON-OOPS {panic_on_oops}")),
+        out.saw_line(&format!("RER-PANIC-ON-OOPS {panic_on_oops}")),
         "{name}"
     );
     let status = if crash_kernel {
