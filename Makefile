@@ -176,8 +176,14 @@ QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file -
 # nbcon one may be owned by its preempted printer thread). A run with it: 19 of
 # 21 core scenarios passed on 7.3.4+deb13-rt-amd64, 10 on 7.2.12+deb14-rt-amd64,
 # every reset itself QMP's (Documentation/kernels.md). DEBIAN_FLAVOURS=... on
-# the command line runs any set.
+# the command line runs any set. Meanwhile rt-amd64 of each suite
+# (DEBIAN_RT_FLAVOURS) gets the scenario written for it: an NMI taking over
+# from an attempt whose CPU stopped for good (QEMU_TESTS_RT), with any BUG:,
+# WARNING: or sleeping-in-atomic line failing it (the harness, under
+# PREEMPT_RT); its legs are not rows of kernels.md.
 DEBIAN_FLAVOURS = amd64 cloud-amd64
+DEBIAN_RT_FLAVOURS = rt-amd64
+QEMU_TESTS_RT = --test engine -- --exact an_nmi_takes_over_from_an_attempt_whose_cpu_stopped_for_good
 QEMU_TESTS_CORE = --test seed --test engine --test faults --test last_words --test lockdown \
 	--test network --test reset_path -- --exact \
 	seed_scenario_device_resets_while_reboot_is_stuck seed_scenario_control_without_module_stays_stuck \
@@ -224,8 +230,8 @@ check-legs:
 # "background" (the report leaves it out of the total: it ran beside).
 check-debian-prep:
 	$(TIMED) background "roots and resolve" -- \
-		sh -c 'scripts/debian-kdir.sh --resolve $(DEBIAN_FLAVOURS) && \
-			scripts/debian-kdir.sh --resolve --suite forky $(DEBIAN_FLAVOURS)' >$(DEBIAN_PREP)/releases
+		sh -c '$(call resolve,$(DEBIAN_FLAVOURS)) && $(call resolve,$(DEBIAN_RT_FLAVOURS))' \
+		>$(DEBIAN_PREP)/releases
 	for r in $$(cat $(DEBIAN_PREP)/releases); do \
 		case " $(RER_SUPPORTED) " in *" $$(echo $$r | cut -d. -f1-2) "*) ;; *) continue ;; esac; \
 		$(TIMED) background "$$r vmlinuz" -- sh -c "scripts/debian-kdir.sh --vmlinuz $$r && \
@@ -244,16 +250,20 @@ check-test-kernel:
 		RER_MODULE=$(CURDIR)/rust_emergency_reset.ko RER_TEST_MODULES=$(TEST_MODULES) \
 		cargo run --release --quiet -- --smoke
 
+# The newest release of each flavour $(1) in trixie-backports, then in forky.
+resolve = { scripts/debian-kdir.sh --resolve $(1) && scripts/debian-kdir.sh --resolve --suite forky $(1); }
+
 check-debian-legs:
 	$(TIMED) debian "roots and resolve" --cached-if $$(scripts/debian-root.sh --suite forky --print-dir)/.ready -- \
-		sh -c 'scripts/debian-kdir.sh --resolve $(DEBIAN_FLAVOURS) && \
-			scripts/debian-kdir.sh --resolve --suite forky $(DEBIAN_FLAVOURS)' \
-		>qemu-tests/target/debian-releases
+		sh -c '$(call resolve,$(DEBIAN_FLAVOURS)) >qemu-tests/target/debian-releases && \
+			$(call resolve,$(DEBIAN_RT_FLAVOURS)) >qemu-tests/target/debian-rt-releases'
 	rm -rf qemu-tests/target/legs
 	rc=0; $(MAKE) check-debian-run DEBIAN_RELEASE=$$(head -1 qemu-tests/target/debian-releases) || rc=1; \
 		(cd qemu-tests && cargo run --release --quiet --bin matrix -- test $$(cat target/debian-release)) || rc=1; \
 		for r in $$(tail -n +2 qemu-tests/target/debian-releases); do \
 		$(MAKE) check-debian-run DEBIAN_RELEASE=$$r DEBIAN_LEG=core || rc=1; done; \
+		for r in $$(cat qemu-tests/target/debian-rt-releases); do \
+		$(MAKE) check-debian-run DEBIAN_RELEASE=$$r DEBIAN_LEG=rt || rc=1; done; \
 		(cd qemu-tests && cargo run --release --quiet --bin kernels) || rc=1; exit $$rc
 
 # The kernel series the module supports (Kbuild's RER_SUPPORTED): a Debian
@@ -261,10 +271,12 @@ check-debian-legs:
 RER_SUPPORTED := $(shell sed -n 's/^RER_SUPPORTED := //p' Kbuild)
 series = $(shell echo $(1) | cut -d. -f1-2)
 
-# One leg on Debian's kernel DEBIAN_RELEASE: the whole suite, or with
-# DEBIAN_LEG=core the core scenarios (QEMU_TESTS_CORE). The test output is
+# One leg on Debian's kernel DEBIAN_RELEASE: the whole suite, with
+# DEBIAN_LEG=core the core scenarios (QEMU_TESTS_CORE), with DEBIAN_LEG=rt
+# the PREEMPT_RT scenario (QEMU_TESTS_RT). The test output is
 # kept in qemu-tests/target/legs/RELEASE.log for bin/kernels.
 LEG_LOG = qemu-tests/target/legs/$(DEBIAN_RELEASE).log
+LEG_TESTS = $(if $(filter rt,$(DEBIAN_LEG)),$(QEMU_TESTS_RT),$(if $(DEBIAN_LEG),$(QEMU_TESTS_CORE),$(QEMU_TESTS_DEBIAN) --))
 check-debian-run:
 	@test -n "$(DEBIAN_RELEASE)" || { echo "check: no Debian kernel resolved" >&2; exit 1; }
 	@echo "check: Debian's kernel under test: $(DEBIAN_RELEASE) ($(or $(DEBIAN_LEG),whole) leg)"
@@ -288,7 +300,7 @@ else
 		RER_KERNEL_NAME=$(DEBIAN_RELEASE) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
 		RER_TEST_MODULES=$(TEST_MODULES) RER_SENDER=$(SENDER) \
 		cargo test --release --no-fail-fast \
-		$(if $(DEBIAN_LEG),$(QEMU_TESTS_CORE),$(QEMU_TESTS_DEBIAN) --) --test-threads=2 2>&1; \
+		$(LEG_TESTS) --test-threads=2 2>&1; \
 		echo $$? >target/legs/$(DEBIAN_RELEASE).rc; } | tee ../$(LEG_LOG); \
 		exit $$(cat target/legs/$(DEBIAN_RELEASE).rc)
 endif
