@@ -234,8 +234,7 @@ check-debian-prep:
 		>$(DEBIAN_PREP)/releases
 	for r in $$(cat $(DEBIAN_PREP)/releases); do \
 		case " $(RER_SUPPORTED) " in *" $$(echo $$r | cut -d. -f1-2) "*) ;; *) continue ;; esac; \
-		$(TIMED) background "$$r vmlinuz" -- sh -c "scripts/debian-kdir.sh --vmlinuz $$r && \
-			scripts/debian-kdir.sh --net-modules $$r" >/dev/null || exit 1; \
+		$(TIMED) background "$$r vmlinuz" -- sh -c '$(call fetch_binaries,'$$r')' || exit 1; \
 		$(TIMED) background "$$r KDIR" -- $(MAKE) KRELEASE=$$r kernel || exit 1; \
 	done
 
@@ -249,6 +248,10 @@ check-test-kernel:
 	cd qemu-tests/bench && ../../$(TIMED) "test kernel" "bench smoke" -- env RER_KDIR=$(TEST_KDIR) \
 		RER_MODULE=$(CURDIR)/rust_emergency_reset.ko RER_TEST_MODULES=$(TEST_MODULES) \
 		cargo run --release --quiet -- --smoke
+
+# Debian's signed vmlinuz of release $(1) and its virtio NIC's modules, into the cache.
+fetch_binaries = scripts/debian-kdir.sh --vmlinuz $(1) >/dev/null && \
+	scripts/debian-kdir.sh --net-modules $(1) >/dev/null
 
 # The newest release of each flavour $(1) in trixie-backports, then in forky.
 resolve = { scripts/debian-kdir.sh --resolve $(1) && scripts/debian-kdir.sh --resolve --suite forky $(1); }
@@ -288,8 +291,7 @@ else
 	$(if $(DEBIAN_LEG),,echo $(DEBIAN_RELEASE) >qemu-tests/target/debian-release)
 	$(TIMED) $(DEBIAN_RELEASE) "vmlinuz and NIC modules" \
 		--cached-if "$$(ls -d $$(scripts/debian-root.sh --print-dir)/../debian-binary-$(DEBIAN_RELEASE)-*/vmlinuz 2>/dev/null | head -1)" -- \
-		sh -c 'scripts/debian-kdir.sh --vmlinuz $(DEBIAN_RELEASE) >/dev/null && \
-			scripts/debian-kdir.sh --net-modules $(DEBIAN_RELEASE) >/dev/null'
+		sh -c '$(call fetch_binaries,$(DEBIAN_RELEASE))'
 	$(TIMED) $(DEBIAN_RELEASE) KDIR --cached-if $$(scripts/debian-kdir.sh --print-dir $(DEBIAN_RELEASE))/../.built -- \
 		$(MAKE) KRELEASE=$(DEBIAN_RELEASE) kernel
 	$(TIMED) $(DEBIAN_RELEASE) modules -- $(MAKE) KRELEASE=$(DEBIAN_RELEASE) modules test-modules

@@ -186,14 +186,19 @@ make_native() {
 	echo "$kdir"
 }
 
+# One apt at a time in the build root of release $r, on fd 7 until it is
+# closed: make check prepares the next kernels in the background while a leg
+# makes its own.
+apt_lock() {
+	exec 7>"$(in_root --print-dir).apt.lock"
+	flock 7
+}
+
 # In the build root: RELEASE's headers and the source of the same version.
 root_packages() {
 	local r=$1 src want have
 	src=$(source_pkg "$r")
-	# One apt at a time in a root: make check prepares the next kernels in the
-	# background while a leg makes its own.
-	exec 7>"$(in_root --print-dir).apt.lock"
-	flock 7
+	apt_lock
 	want=$(in_root --run apt-cache policy "linux-headers-$r" |
 		awk '/Candidate:/ {print $2}')
 	[ -n "$want" ] && [ "$want" != "(none)" ] ||
@@ -280,9 +285,8 @@ case "${1:-}" in
 	if [ ! -f "$out/vmlinuz" ] || [ ! -f "$out/net-modules/order" ]; then
 		rm -rf "$out"
 		mkdir -p "$out/deb" "$out/net-modules"
-		# The kernel, and the modules package for the QEMU guests' virtio NIC
-		# (one apt at a time in a build root, as in root_packages).
-		[ ${#run[@]} = 0 ] || { exec 7>"$(in_root --print-dir).apt.lock"; flock 7; }
+		# The kernel, and the modules package for the QEMU guests' virtio NIC.
+		[ ${#run[@]} = 0 ] || apt_lock
 		"${run[@]}" sh -ec "cd '$out/deb'; apt-get download -q -o APT::Sandbox::User=root \
 			'linux-binary-$r=$v' 'linux-modules-$r=$v' >/dev/null
 			for d in *.deb; do dpkg-deb -x \$d x; done"

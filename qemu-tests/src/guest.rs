@@ -227,13 +227,6 @@ impl Guest {
         self
     }
 
-    /// This guest's initramfs, for a kernel the guest itself boots: the crash
-    /// kernel `kexec -p` loads. Its `/init` is every guest's: it prints
-    /// [`BOOTED`], runs the scenario and prints [`DONE`].
-    pub fn initramfs_image(&self, inputs: &Inputs) -> Vec<u8> {
-        self.initramfs(inputs)
-    }
-
     /// Adds `param` to the kernel command line.
     pub fn append(mut self, param: &str) -> Guest {
         self.append += " ";
@@ -280,8 +273,9 @@ impl Guest {
     /// The guest's initramfs: [`INIT`], the scenario, busybox, the modules
     /// and binaries, and for a guest with a network its NIC's modules and
     /// `/net-up.sh`; behind the FADT override's archive (`acpi::early_cpio`:
-    /// empty without [`Guest::fadt_reset`]).
-    pub(crate) fn initramfs(&self, inputs: &Inputs) -> Vec<u8> {
+    /// empty without [`Guest::fadt_reset`]). Also what a guest's own kernel
+    /// boots next: the crash kernel `kexec -p` loads (`tests/kdump.rs`).
+    pub fn initramfs(&self, inputs: &Inputs) -> Vec<u8> {
         let mut archive = cpio::Archive::new();
         for d in ["bin", "dev", "proc", "sys", "tmp", "etc", "modules"] {
             archive.dir(d);

@@ -43,7 +43,7 @@ fn oops_with(name: &str, crash_kernel: bool, panic_on_oops: u32) -> Outcome {
     );
     let crash_initrd = Guest::new(&format!("{name}_crash_kernel"), &inputs, CRASH_SCENARIO)
         .without_our_module(&inputs)
-        .initramfs_image(&inputs);
+        .initramfs(&inputs);
     let load = if crash_kernel {
         format!("rer-kexec /crash/vmlinuz /crash/initrd '{CRASH_CMDLINE}'\n")
     } else {
