@@ -201,6 +201,11 @@ QEMU_TESTS_CORE = --test seed --test engine --test faults --test last_words --te
 	unloading_while_datagrams_arrive_leaves_no_hook_behind \
 	a_cpu_holding_the_consoles_port_lock_does_not_stop_the_reset
 TIMED = scripts/timed.sh
+# The QEMU tests run under cargo-nextest (qemu-tests/.config/nextest.toml):
+# one process per test, QEMU_THREADS tests at once across all the binaries
+# of a run, the long ones first.
+QEMU_THREADS ?= 2
+NEXTEST = cargo nextest run --release --no-fail-fast -j $(QEMU_THREADS)
 RER_TIMINGS := $(CURDIR)/qemu-tests/target/timings.tsv
 export RER_TIMINGS
 check-run:
@@ -244,7 +249,7 @@ check-test-kernel:
 	$(TIMED) host "unit tests and sender" -- $(MAKE) unit-test sender
 	cd qemu-tests && ../$(TIMED) "test kernel" "QEMU tests" -- env RER_KDIR=$(TEST_KDIR) \
 		RER_MODULE=$(CURDIR)/rust_emergency_reset.ko RER_TEST_MODULES=$(TEST_MODULES) \
-		RER_SENDER=$(SENDER) cargo test --release --no-fail-fast $(QEMU_TESTS) -- --test-threads=2
+		RER_SENDER=$(SENDER) $(NEXTEST) $(QEMU_TESTS)
 	cd qemu-tests/bench && ../../$(TIMED) "test kernel" "bench smoke" -- env RER_KDIR=$(TEST_KDIR) \
 		RER_MODULE=$(CURDIR)/rust_emergency_reset.ko RER_TEST_MODULES=$(TEST_MODULES) \
 		cargo run --release --quiet -- --smoke
@@ -279,7 +284,7 @@ series = $(shell echo $(1) | cut -d. -f1-2)
 # the PREEMPT_RT scenario (QEMU_TESTS_RT). The test output is
 # kept in qemu-tests/target/legs/RELEASE.log for bin/kernels.
 LEG_LOG = qemu-tests/target/legs/$(DEBIAN_RELEASE).log
-LEG_TESTS = $(if $(filter rt,$(DEBIAN_LEG)),$(QEMU_TESTS_RT),$(if $(DEBIAN_LEG),$(QEMU_TESTS_CORE),$(QEMU_TESTS_DEBIAN) --))
+LEG_TESTS = $(if $(filter rt,$(DEBIAN_LEG)),$(QEMU_TESTS_RT),$(if $(DEBIAN_LEG),$(QEMU_TESTS_CORE),$(QEMU_TESTS_DEBIAN)))
 check-debian-run:
 	@test -n "$(DEBIAN_RELEASE)" || { echo "check: no Debian kernel resolved" >&2; exit 1; }
 	@echo "check: Debian's kernel under test: $(DEBIAN_RELEASE) ($(or $(DEBIAN_LEG),whole) leg)"
@@ -301,8 +306,7 @@ else
 		RER_NET_MODULES=$$(../scripts/debian-kdir.sh --net-modules $(DEBIAN_RELEASE)) \
 		RER_KERNEL_NAME=$(DEBIAN_RELEASE) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
 		RER_TEST_MODULES=$(TEST_MODULES) RER_SENDER=$(SENDER) \
-		cargo test --release --no-fail-fast \
-		$(LEG_TESTS) --test-threads=2 2>&1; \
+		$(NEXTEST) $(LEG_TESTS) 2>&1; \
 		echo $$? >target/legs/$(DEBIAN_RELEASE).rc; } | tee ../$(LEG_LOG); \
 		exit $$(cat target/legs/$(DEBIAN_RELEASE).rc)
 endif

@@ -42,6 +42,11 @@ bindgen_ok() {
 		[ "$(bindgen --version 2>/dev/null | awk '{print $2}')" = "$BINDGEN_VERSION" ]
 }
 
+# The QEMU tests' runner (qemu-tests/.config/nextest.toml).
+nextest_ok() {
+	cargo nextest --version >/dev/null 2>&1
+}
+
 rust_src_ok() {
 	[ -d "$(rustc --print sysroot 2>/dev/null)/lib/rustlib/src/rust/library" ]
 }
@@ -72,10 +77,12 @@ rust_src_ok || todo="${todo}rustup component rust-src
 "
 bindgen_ok || todo="${todo}bindgen-cli $BINDGEN_VERSION
 "
+nextest_ok || todo="${todo}cargo-nextest
+"
 
 if [ -z "$todo" ]; then
 	echo "setup: everything is installed ($SRC_PKG $(dpkg-query -W -f='${Version}' $SRC_PKG)," \
-		"$(rustc --version | cut -d' ' -f1-2), bindgen $BINDGEN_VERSION," \
+		"$(rustc --version | cut -d' ' -f1-2), bindgen $BINDGEN_VERSION, $(cargo nextest --version | head -1)," \
 		"$(qemu-system-x86_64 --version | head -1 | awk '{print $4}') qemu)"
 	exit 0
 fi
@@ -93,6 +100,7 @@ if [ "$check_only" = 1 ] || [ "$(id -u)" != 0 ]; then
 		qemu_ok || echo "    apt-get install -t bookworm-backports $QEMU_PKGS" >&2
 		rust_src_ok || echo "    rustup component add rust-src" >&2
 		bindgen_ok || echo "    cargo install bindgen-cli --locked --version $BINDGEN_VERSION" >&2
+		nextest_ok || echo "    cargo install cargo-nextest --locked" >&2
 	fi
 	exit 1
 fi
@@ -147,6 +155,7 @@ rust_src_ok || rustup component add rust-src
 if ! bindgen_ok; then
 	LIBCLANG_PATH=/usr/lib/llvm-19/lib cargo install bindgen-cli --locked --version "$BINDGEN_VERSION"
 fi
+nextest_ok || cargo install cargo-nextest --locked
 cache=${EMERGENCY_RESET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rust_emergency_reset}
 mkdir -p "$cache" && echo $(($(date +%s) - setup_start)) >"$cache/setup-seconds"
 echo "setup: done in $(cat "$cache/setup-seconds") s ($(rustc --version | cut -d' ' -f1-2), bindgen $(bindgen --version | awk '{print $2}'))"

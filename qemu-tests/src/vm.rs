@@ -459,6 +459,14 @@ impl Vm {
         seen
     }
 
+    /// [`Vm::finish`], with the time limit brought forward to `limit` from
+    /// now: for a guest whose verdict is what it does (or does not) within
+    /// that long after an event the test has seen.
+    pub fn finish_within(mut self, limit: Duration) -> Outcome {
+        self.deadline = self.deadline.min(Instant::now() + limit);
+        self.finish()
+    }
+
     /// Runs until the guest resets, shuts down, prints [`DONE`], or the time limit.
     pub fn finish(mut self) -> Outcome {
         while self.ending.is_none() {

@@ -17,16 +17,24 @@ use qemu_tests::{
     STUCK_REBOOT, //
 };
 use std::{
+    fs::File,
     path::{
         Path,
         PathBuf, //
     },
-    process::Command,
-    sync::Mutex, //
+    process::Command, //
 };
 
-/// The DKMS tests share the build root's DKMS tree: one at a time.
-static DKMS: Mutex<()> = Mutex::new(());
+/// The DKMS tests share the build root's DKMS tree: one at a time, across
+/// the test processes (`cargo nextest` runs each test in its own). Held
+/// until the returned file is dropped.
+fn dkms_lock() -> File {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dkms.lock");
+    let file = File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    file.lock()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    file
+}
 
 const VERSION: &str = "0.1.0";
 
@@ -159,7 +167,7 @@ fn make_krelease_builds_against_debians_headers_with_rust_metadata() {
 
 #[test]
 fn dkms_install_builds_and_installs_the_module_that_resets_debians_kernel() {
-    let _one = DKMS.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = dkms_lock();
     let inputs = Inputs::from_env();
     let release = inputs.kernel_name.clone();
     let root = dkms_add();
@@ -197,7 +205,7 @@ fn dkms_install_builds_and_installs_the_module_that_resets_debians_kernel() {
 
 #[test]
 fn dkms_autoinstall_on_a_kernel_package_update_builds_the_module() {
-    let _one = DKMS.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = dkms_lock();
     let inputs = Inputs::from_env();
     let release = inputs.kernel_name.clone();
     let root = dkms_add();
@@ -219,7 +227,7 @@ fn dkms_autoinstall_on_a_kernel_package_update_builds_the_module() {
 
 #[test]
 fn dkms_refuses_a_kernel_without_rust_and_its_install_goes_on() {
-    let _one = DKMS.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = dkms_lock();
     // Debian 13's default kernel (trixie, not backports) has no CONFIG_RUST.
     let (rc, plain) = in_root(
         "v=$(apt-cache madison linux-headers-amd64 | awk -F' [|] ' '/ trixie\\// {print $2; exit}')

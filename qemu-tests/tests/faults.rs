@@ -157,8 +157,17 @@ fn run_cell(guest: Guest, fault: Fault, trigger: Trigger, inputs: &Inputs) -> (O
         }
         send(&mut vm, trigger);
     }
-    (vm.finish(), before)
+    if locked.is_empty() {
+        return (vm.finish(), before);
+    }
+    // A lockup is watched for AFTER_TRIGGER once it is in place and the input
+    // sent: the scenario's own wait and its state line fit in it.
+    (vm.finish_within(AFTER_TRIGGER), before)
 }
+
+/// How long a lockup cell runs after its trigger: the scenario's QUIET_SECS
+/// and a margin for a loaded host.
+const AFTER_TRIGGER: Duration = Duration::from_secs(QUIET_SECS as u64 + 6);
 
 /// Whether QEMU showed, at the end, every vCPU spinning in the lockup module.
 fn wedged(out: &Outcome) -> bool {

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Reads `target/debian-releases` (the resolved set, one release a line),
-//! each leg's test output `target/legs/RELEASE.log` (`test NAME ... ok`), and
+//! each leg's test output `target/legs/RELEASE.log` (nextest's
+//! `PASS [ TIME] (N/M) qemu-tests::BINARY NAME`), and
 //! each kernel's `.config` and KDIR build time from its KDIR
 //! (`scripts/debian-kdir.sh --print-dir`). A kernel whose leg left no log
 //! was not built; the log's `check: not built:` line says why. Exits 1 if a
@@ -178,7 +179,7 @@ fn main() -> ExitCode {
                     continue;
                 }
                 for (test, _) in SCENARIOS {
-                    let ok = log.lines().any(|l| l == format!("test {test} ... ok"));
+                    let ok = log.lines().any(|l| passed(l, test));
                     failed |= !ok;
                     table += if ok { " pass |" } else { " FAILED |" };
                 }
@@ -195,4 +196,14 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Whether `line` is nextest's report of `test` passing:
+/// `PASS [   5.912s] ( 1/21) qemu-tests::engine NAME`.
+fn passed(line: &str, test: &str) -> bool {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    matches!(
+        words.as_slice(),
+        ["PASS", .., binary, name] if binary.starts_with("qemu-tests::") && *name == test
+    )
 }
