@@ -63,6 +63,7 @@ TEST_MODULES := $(CURDIR)/qemu-tests/modules
 .PHONY: all modules kernel print-kdir modules_install clean setup check check-run \
 	demo demo-run test-modules unit-test fuzz rustfmt rustfmtcheck \
 	check-legs check-test-kernel check-debian-legs check-debian-run check-debian-prep install \
+	check-side-legs leg-modules \
 	dkms-source sender \
 	bench bench-run quiet-module
 
@@ -204,7 +205,7 @@ TIMED = scripts/timed.sh
 # The QEMU tests run under cargo-nextest (qemu-tests/.config/nextest.toml):
 # one process per test, QEMU_THREADS tests at once across all the binaries
 # of a run, the long ones first.
-QEMU_THREADS ?= 2
+QEMU_THREADS ?= 3
 NEXTEST = cargo nextest run --release --no-fail-fast -j $(QEMU_THREADS)
 RER_TIMINGS := $(CURDIR)/qemu-tests/target/timings.tsv
 export RER_TIMINGS
@@ -268,11 +269,21 @@ check-debian-legs:
 	rm -rf qemu-tests/target/legs
 	rc=0; $(MAKE) check-debian-run DEBIAN_RELEASE=$$(head -1 qemu-tests/target/debian-releases) || rc=1; \
 		(cd qemu-tests && cargo run --release --quiet --bin matrix -- test $$(cat target/debian-release)) || rc=1; \
-		for r in $$(tail -n +2 qemu-tests/target/debian-releases); do \
-		$(MAKE) check-debian-run DEBIAN_RELEASE=$$r DEBIAN_LEG=core || rc=1; done; \
-		for r in $$(cat qemu-tests/target/debian-rt-releases); do \
-		$(MAKE) check-debian-run DEBIAN_RELEASE=$$r DEBIAN_LEG=rt || rc=1; done; \
+		$(MAKE) -k -O -j$(SIDE_LEGS) check-side-legs || rc=1; \
 		(cd qemu-tests && cargo run --release --quiet --bin kernels) || rc=1; exit $$rc
+
+# Every kernel of the resolved set but the primary one gets its core leg, and
+# each rt-amd64 kernel its rt leg: SIDE_LEGS legs at once, each running
+# SIDE_THREADS tests at once (a core leg's guests leave a core idle about half
+# the time), each leg's output in one piece when it ends.
+SIDE_LEGS ?= 2
+SIDE_THREADS ?= 2
+check-side-legs: $(addprefix leg-core/,$(shell tail -n +2 qemu-tests/target/debian-releases 2>/dev/null)) \
+	$(addprefix leg-rt/,$(shell cat qemu-tests/target/debian-rt-releases 2>/dev/null))
+leg-core/%:
+	$(MAKE) check-debian-run DEBIAN_RELEASE=$* DEBIAN_LEG=core QEMU_THREADS=$(SIDE_THREADS)
+leg-rt/%:
+	$(MAKE) check-debian-run DEBIAN_RELEASE=$* DEBIAN_LEG=rt QEMU_THREADS=$(SIDE_THREADS)
 
 # The kernel series the module supports (Kbuild's RER_SUPPORTED): a Debian
 # kernel of another series gets no leg, and the table says why.
@@ -284,6 +295,19 @@ series = $(shell echo $(1) | cut -d. -f1-2)
 # the PREEMPT_RT scenario (QEMU_TESTS_RT). The test output is
 # kept in qemu-tests/target/legs/RELEASE.log for bin/kernels.
 LEG_LOG = qemu-tests/target/legs/$(DEBIAN_RELEASE).log
+# The whole leg tests `make KRELEASE=` itself: its modules are built in the
+# tree. A core or rt leg builds its own copy, from the DKMS source tree and
+# the test modules' sources under its directory, so that such legs can run
+# side by side.
+LEG_DIR = $(CURDIR)/qemu-tests/target/legs/$(DEBIAN_RELEASE)
+LEG_MODULE = $(if $(DEBIAN_LEG),$(LEG_DIR)/usr/src/rust_emergency_reset-$(DKMS_VERSION),$(CURDIR))
+LEG_TEST_MODULES = $(if $(DEBIAN_LEG),$(LEG_DIR)/test-modules,$(TEST_MODULES))
+leg-modules: kernel
+	rm -rf $(LEG_DIR) && mkdir -p $(LEG_TEST_MODULES)
+	$(MAKE) dkms-source DESTDIR=$(LEG_DIR)
+	cp $(TEST_MODULES)/Kbuild $(TEST_MODULES)/*.rs $(TEST_MODULES)/*.c $(LEG_TEST_MODULES)
+	$(KBUILD) M=$(LEG_MODULE) modules
+	$(KBUILD) M=$(LEG_TEST_MODULES) modules
 LEG_TESTS = $(if $(filter rt,$(DEBIAN_LEG)),$(QEMU_TESTS_RT),$(if $(DEBIAN_LEG),$(QEMU_TESTS_CORE),$(QEMU_TESTS_DEBIAN)))
 check-debian-run:
 	@test -n "$(DEBIAN_RELEASE)" || { echo "check: no Debian kernel resolved" >&2; exit 1; }
@@ -299,13 +323,17 @@ else
 		sh -c '$(call fetch_binaries,$(DEBIAN_RELEASE))'
 	$(TIMED) $(DEBIAN_RELEASE) KDIR --cached-if $$(scripts/debian-kdir.sh --print-dir $(DEBIAN_RELEASE))/../.built -- \
 		$(MAKE) KRELEASE=$(DEBIAN_RELEASE) kernel
+ifdef DEBIAN_LEG
+	$(TIMED) $(DEBIAN_RELEASE) modules -- $(MAKE) KRELEASE=$(DEBIAN_RELEASE) leg-modules
+else
 	$(TIMED) $(DEBIAN_RELEASE) modules -- $(MAKE) KRELEASE=$(DEBIAN_RELEASE) modules test-modules
+endif
 	cd qemu-tests && { ../$(TIMED) $(DEBIAN_RELEASE) "QEMU tests" -- \
 		env RER_KDIR=$$(../scripts/debian-kdir.sh --print-dir $(DEBIAN_RELEASE)) \
 		RER_KERNEL=$$(../scripts/debian-kdir.sh --vmlinuz $(DEBIAN_RELEASE)) \
 		RER_NET_MODULES=$$(../scripts/debian-kdir.sh --net-modules $(DEBIAN_RELEASE)) \
-		RER_KERNEL_NAME=$(DEBIAN_RELEASE) RER_MODULE=$(CURDIR)/rust_emergency_reset.ko \
-		RER_TEST_MODULES=$(TEST_MODULES) RER_SENDER=$(SENDER) \
+		RER_KERNEL_NAME=$(DEBIAN_RELEASE) RER_MODULE=$(LEG_MODULE)/rust_emergency_reset.ko \
+		RER_TEST_MODULES=$(LEG_TEST_MODULES) RER_SENDER=$(SENDER) \
 		$(NEXTEST) $(LEG_TESTS) 2>&1; \
 		echo $$? >target/legs/$(DEBIAN_RELEASE).rc; } | tee ../$(LEG_LOG); \
 		exit $$(cat target/legs/$(DEBIAN_RELEASE).rc)
