@@ -14,6 +14,10 @@ BINDGEN_VERSION=0.73.2
 LLVM_PKGS="clang-19 lld-19 llvm-19 libclang-19-dev"
 BUILD_PKGS="build-essential flex bison bc libelf-dev libssl-dev openssl cpio xz-utils kmod"
 TEST_PKGS="busybox-static dkms fonts-dejavu-core python3-docutils debootstrap iproute2 socat"
+# The Secure Boot machine (qemu-tests/src/firmware.rs): OVMF, the ESP's tools,
+# and a venv for virt-firmware (PyPI), whose virt-fw-vars enrolls the MOK.
+SB_PKGS="ovmf gdisk dosfstools mtools python3-venv"
+VIRT_FIRMWARE_VERSION=26.10
 SRC_PKG=linux-source-7.3
 BPO_LIST=/etc/apt/sources.list.d/emergency-reset-trixie-backports.sources
 BPO_PIN=/etc/apt/preferences.d/emergency-reset-trixie-backports
@@ -24,6 +28,15 @@ QEMU_MIN="1:10.0.2"
 SEABIOS_MIN="1.16.3"
 QEMU_LIST=/etc/apt/sources.list.d/emergency-reset-bookworm-backports.sources
 
+cache=${EMERGENCY_RESET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rust_emergency_reset}
+# virt-firmware's venv, keyed by its version.
+venv="$cache/virt-firmware-$VIRT_FIRMWARE_VERSION"
+# scripts/setup.sh --virt-fw-vars: where virt-fw-vars is (installed or not).
+if [ "${1:-}" = "--virt-fw-vars" ]; then
+	echo "$venv/bin/virt-fw-vars"
+	exit 0
+fi
+
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
 
@@ -31,7 +44,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 missing_pkgs() {
 	local p
-	for p in $LLVM_PKGS $BUILD_PKGS $TEST_PKGS $SRC_PKG; do
+	for p in $LLVM_PKGS $BUILD_PKGS $TEST_PKGS $SB_PKGS $SRC_PKG; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 			printf '%s ' "$p"
 	done
@@ -45,6 +58,11 @@ bindgen_ok() {
 # The QEMU tests' runner (qemu-tests/.config/nextest.toml).
 nextest_ok() {
 	cargo nextest --version >/dev/null 2>&1
+}
+
+virt_firmware_ok() {
+	[ -x "$venv/bin/virt-fw-vars" ] &&
+		[ "$("$venv/bin/pip" show virt-firmware 2>/dev/null | sed -n 's/^Version: //p')" = "$VIRT_FIRMWARE_VERSION" ]
 }
 
 rust_src_ok() {
@@ -79,6 +97,8 @@ bindgen_ok || todo="${todo}bindgen-cli $BINDGEN_VERSION
 "
 nextest_ok || todo="${todo}cargo-nextest
 "
+virt_firmware_ok || todo="${todo}virt-firmware $VIRT_FIRMWARE_VERSION (PyPI) in $venv
+"
 
 if [ -z "$todo" ]; then
 	echo "setup: everything is installed ($SRC_PKG $(dpkg-query -W -f='${Version}' $SRC_PKG)," \
@@ -101,6 +121,7 @@ if [ "$check_only" = 1 ] || [ "$(id -u)" != 0 ]; then
 		rust_src_ok || echo "    rustup component add rust-src" >&2
 		bindgen_ok || echo "    cargo install bindgen-cli --locked --version $BINDGEN_VERSION" >&2
 		nextest_ok || echo "    cargo install cargo-nextest --locked" >&2
+		virt_firmware_ok || echo "    python3 -m venv $venv && $venv/bin/pip install virt-firmware==$VIRT_FIRMWARE_VERSION" >&2
 	fi
 	exit 1
 fi
@@ -156,6 +177,13 @@ if ! bindgen_ok; then
 	LIBCLANG_PATH=/usr/lib/llvm-19/lib cargo install bindgen-cli --locked --version "$BINDGEN_VERSION"
 fi
 nextest_ok || cargo install cargo-nextest --locked
-cache=${EMERGENCY_RESET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rust_emergency_reset}
+if ! virt_firmware_ok; then
+	rm -rf "$venv"
+	mkdir -p "$cache"
+	python3 -m venv "$venv"
+	"$venv/bin/pip" install -q "virt-firmware==$VIRT_FIRMWARE_VERSION"
+	virt_firmware_ok || { echo "setup: virt-firmware $VIRT_FIRMWARE_VERSION did not install into $venv" >&2; exit 1; }
+	echo "setup: installed virt-firmware $VIRT_FIRMWARE_VERSION into $venv"
+fi
 mkdir -p "$cache" && echo $(($(date +%s) - setup_start)) >"$cache/setup-seconds"
 echo "setup: done in $(cat "$cache/setup-seconds") s ($(rustc --version | cut -d' ' -f1-2), bindgen $(bindgen --version | awk '{print $2}'))"

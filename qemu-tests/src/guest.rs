@@ -14,6 +14,7 @@
 use crate::{
     acpi,
     cpio,
+    firmware::SecureBoot,
     inputs::busybox,
     netns::NET_UP_SH,
     Inputs, //
@@ -80,6 +81,37 @@ pub const LOCKDOWN_MODES: [&str; 2] = ["integrity", "confidentiality"];
 /// [`Outcome::assert_lockdown`](crate::Outcome::assert_lockdown).
 pub const SHOW_LOCKDOWN: &str = "mount -t securityfs securityfs /sys/kernel/security\n\
      echo \"RER-LOCKDOWN $(cat /sys/kernel/security/lockdown)\"\n";
+
+/// Guest shell commands for lockdown's refusals, for
+/// [`Outcome::assert_lockdown_refusals`](crate::Outcome::assert_lockdown_refusals):
+/// seed 000's userspace rescue (`rer-rescue iopl` and `ioperm`: needs
+/// [`rescue_helper`](crate::rescue_helper) in the guest; 0xFE written to
+/// `port`, `/dev/port` or, on a kernel without it, `/dev/mem`), then `insmod`
+/// of each of `modules` (a label and the file's path in the guest), then the
+/// kernel's `Lockdown:` lines as `RER-KMSG` lines. It first waits out the rate
+/// limit of those lines (one call site, 10 lines per 5 s), which Debian's
+/// kernel spends at boot in confidentiality mode (tracefs). The results go to
+/// a file first and are printed once the kernel's refusal lines have passed:
+/// the kernel prints those on the console asynchronously, and one landing
+/// inside a result line would split it.
+pub fn lockdown_refusals(port: &str, modules: &[(&str, &str)]) -> String {
+    let mut s = format!(
+        "sleep 6\n\
+         rer-rescue iopl >/tmp/results 2>&1\n\
+         rer-rescue ioperm >>/tmp/results 2>&1\n\
+         printf '\\376' | dd of={port} bs=1 seek=100 2>/tmp/err\n\
+         echo \"RER-DEVPORT rc=$? $(cat /tmp/err)\" >>/tmp/results\n"
+    );
+    for (label, path) in modules {
+        s += &format!(
+            "insmod {path} 2>/tmp/err\n\
+             echo \"RER-INSMOD {label} rc=$? $(cat /tmp/err) \
+             loaded=$(grep -c rust_emergency_reset /proc/modules)\" >>/tmp/results\n"
+        );
+    }
+    s + "sleep 1\ncat /tmp/results\n\
+         dmesg | grep 'Lockdown:' | sed 's/^/RER-KMSG /'\n"
+}
 
 /// Guest shell commands, with our module loaded: try to unload it while a file
 /// of the device is open, read through that file, close it, unload. See
@@ -152,6 +184,9 @@ pub struct Guest {
     pub fadt_reset: Option<acpi::FadtReset>,
     /// A network ([`Guest::network`]): the modules its NIC needs, in load order.
     pub net: Option<Vec<PathBuf>>,
+    /// Booted through the firmware of a Secure Boot machine
+    /// ([`Guest::secure_boot`]) rather than by QEMU's `-kernel`.
+    pub secure_boot: Option<SecureBoot>,
 }
 
 impl Guest {
@@ -174,6 +209,7 @@ impl Guest {
             boots: 1,
             fadt_reset: None,
             net: None,
+            secure_boot: None,
         }
     }
 

@@ -44,10 +44,17 @@
 //!   [`rescue_helper`]) and module signatures ([`is_signed`],
 //!   [`unsigned_copy`]).
 //! - [`matrix`]: the fault matrix.
+//! - [`firmware`]: a Secure Boot machine ([`Guest::secure_boot`]): OVMF and
+//!   its variable store with or without a MOK, the EFI system partition with
+//!   shim, grub and the kernel, the boot's phases timed.
+//! - [`dkms`]: DKMS in the Debian 13 build root, for the tests that install
+//!   the module as a sysadmin does.
 
 pub mod acpi;
 pub mod console;
 mod cpio;
+pub mod dkms;
+pub mod firmware;
 mod guest;
 mod helpers;
 mod inputs;
@@ -59,6 +66,7 @@ mod vm;
 
 pub use console::tail;
 pub use guest::{
+    lockdown_refusals,
     show_text,
     Guest,
     BOOTED,

@@ -281,6 +281,47 @@ impl Outcome {
         );
     }
 
+    /// Asserts what [`lockdown_refusals`](crate::lockdown_refusals) must show
+    /// under lockdown (`name` for the messages): `iopl` and `ioperm` refused
+    /// with `EPERM`, the write to the port device too, each of `modules` (its
+    /// label) refused with `EPERM` and not loaded, and the kernel's own
+    /// `Lockdown:` line for each kind of refusal. Without lockdown every one
+    /// of these steps would succeed (the rescues would reset the guest).
+    pub fn assert_lockdown_refusals(&self, name: &str, modules: &[&str]) {
+        for how in ["iopl", "ioperm"] {
+            assert_eq!(
+                self.line_starting(&format!("RER-RESCUE {how} ")),
+                format!("RER-RESCUE {how} refused: Operation not permitted"),
+                "{name}"
+            );
+        }
+        let devport = self.line_starting("RER-DEVPORT ");
+        assert!(
+            devport.starts_with("RER-DEVPORT rc=1 ") && devport.contains("Operation not permitted"),
+            "{name}: {devport}"
+        );
+        for label in modules {
+            let insmod = self.line_starting(&format!("RER-INSMOD {label} "));
+            assert!(
+                insmod.starts_with(&format!("RER-INSMOD {label} rc=1 "))
+                    && insmod.contains("Operation not permitted")
+                    && insmod.ends_with("loaded=0"),
+                "{name}: {insmod}"
+            );
+        }
+        for what in [
+            "raw io port access is restricted",
+            "/dev/mem,kmem,port is restricted",
+            "unsigned module loading is restricted",
+        ] {
+            assert!(
+                self.lines_with("RER-KMSG").iter().any(|l| l.contains(what)),
+                "{name}: no 'Lockdown: ... {what}' (log {})",
+                self.log.display()
+            );
+        }
+    }
+
     /// Asserts that the guest reset, naming the log otherwise.
     pub fn assert_reset(&self) {
         assert_eq!(

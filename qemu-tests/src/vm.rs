@@ -19,6 +19,7 @@ use crate::{
         floor_char,
         print_console, //
     },
+    firmware,
     netns::make_netns,
     qemu_binary,
     qmp::{
@@ -36,6 +37,7 @@ use crate::{
 };
 use serde_json::Value;
 use std::{
+    ffi::OsString,
     fs,
     io::{
         BufRead,
@@ -147,21 +149,26 @@ impl Vm {
 
         let qmp_path = socket_path();
         let cmdline = kernel_cmdline(guest);
+        // The kernel directly, or through the firmware of a Secure Boot machine.
+        let kernel_args: Vec<OsString> = match &guest.secure_boot {
+            Some(sb) => firmware::qemu_args(sb, inputs, &dir, &initramfs, &cmdline),
+            None => vec![
+                "-kernel".into(),
+                inputs.kernel.clone().into(),
+                "-initrd".into(),
+                initramfs.clone().into(),
+                "-append".into(),
+                cmdline.into(),
+            ],
+        };
         let netns = guest.net.as_ref().map(|_| make_netns());
-        let mut child = qemu_command(
-            guest,
-            inputs,
-            netns.as_deref(),
-            &qmp_path,
-            &initramfs,
-            &cmdline,
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        // QEMU's own messages go next to the serial log.
-        .stderr(fs::File::create(&qemu_log).unwrap())
-        .spawn()
-        .expect("cannot start qemu-system-x86_64: run scripts/setup.sh");
+        let mut child = qemu_command(guest, inputs, netns.as_deref(), &qmp_path, &kernel_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            // QEMU's own messages go next to the serial log.
+            .stderr(fs::File::create(&qemu_log).unwrap())
+            .spawn()
+            .expect("cannot start qemu-system-x86_64: run scripts/setup.sh");
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
 
@@ -620,7 +627,7 @@ fn test_name() -> String {
 /// Appends one line of tab-separated `fields` to `target/NAME`, for `make
 /// check`'s report (`src/bin/report.rs`). One `write` of a short line on a
 /// file opened to append: the lines of tests running at once do not mix.
-fn record(name: &str, fields: &[&str]) {
+pub(crate) fn record(name: &str, fields: &[&str]) {
     let line = fields.join("\t").replace('\n', " ") + "\n";
     if let Ok(mut f) = fs::OpenOptions::new()
         .create(true)
@@ -667,16 +674,15 @@ fn kernel_cmdline(guest: &Guest) -> String {
 
 /// QEMU's command for `guest`, without its stdio: TCG, the machine and CPUs,
 /// the serial console on stdio, QMP on `qmp_path` (QEMU waits for the client
-/// before it runs the guest), the kernel with `initramfs` and `cmdline`; for a
-/// guest with a network, inside the namespace `netns` with a virtio NIC on its
-/// tap.
+/// before it runs the guest), `kernel_args` (the kernel with the initramfs and
+/// command line, or the firmware that boots them); for a guest with a network,
+/// inside the namespace `netns` with a virtio NIC on its tap.
 fn qemu_command(
     guest: &Guest,
     inputs: &Inputs,
     netns: Option<&str>,
     qmp_path: &Path,
-    initramfs: &Path,
-    cmdline: &str,
+    kernel_args: &[OsString],
 ) -> Command {
     let binary = qemu_binary();
     // QEMU runs inside the namespace, where it opens the tap.
@@ -708,11 +714,7 @@ fn qemu_command(
         })
         .arg("-qmp")
         .arg(format!("unix:{},server=on,wait=on", qmp_path.display()))
-        .arg("-kernel")
-        .arg(&inputs.kernel)
-        .arg("-initrd")
-        .arg(initramfs)
-        .args(["-append", cmdline]);
+        .args(kernel_args);
     qemu
 }
 

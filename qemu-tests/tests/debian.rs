@@ -10,6 +10,16 @@
 //! the `.ko` that `make KRELEASE=<release>` built (the other suites boot it).
 
 use qemu_tests::{
+    dkms::{
+        dkms_add,
+        dkms_lock,
+        in_root,
+        installed,
+        ok,
+        repo,
+        root,
+        VERSION, //
+    },
     run,
     Guest,
     Inputs,
@@ -17,88 +27,14 @@ use qemu_tests::{
     STUCK_REBOOT, //
 };
 use std::{
-    fs::File,
-    path::{
-        Path,
-        PathBuf, //
-    },
+    path::PathBuf,
     process::Command, //
 };
-
-/// The DKMS tests share the build root's DKMS tree: one at a time, across
-/// the test processes (`cargo nextest` runs each test in its own). Held
-/// until the returned file is dropped.
-fn dkms_lock() -> File {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dkms.lock");
-    let file = File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    file.lock()
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    file
-}
-
-const VERSION: &str = "0.1.0";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Runs a command: its exit status and its stdout and stderr together.
-fn output(cmd: &mut Command) -> (Option<i32>, String) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
-}
-
-/// Runs a command that must succeed; its output.
-fn ok(cmd: &mut Command) -> String {
-    let (rc, text) = output(cmd);
-    assert_eq!(rc, Some(0), "{cmd:?} failed:\n{text}");
-    text
-}
-
-/// The Debian 13 build root (made by `make check` before this runs).
-fn root() -> PathBuf {
-    let dir = ok(Command::new(repo().join("scripts/debian-root.sh")).arg("--print-dir"));
-    PathBuf::from(dir.trim())
-}
-
-/// Runs a shell script inside the build root; its exit status and output.
-fn in_root(script: &str) -> (Option<i32>, String) {
-    output(Command::new(repo().join("scripts/debian-root.sh")).args(["--run", "sh", "-c", script]))
-}
 
 fn modinfo(ko: &PathBuf, field: &str) -> String {
     ok(Command::new("modinfo").args(["-F", field]).arg(ko))
         .trim()
         .to_string()
-}
-
-/// The DKMS source tree in the build root's /usr/src, registered afresh.
-fn dkms_add() -> PathBuf {
-    let root = root();
-    ok(Command::new("make")
-        .arg("-C")
-        .arg(repo())
-        .args(["-s", "--no-print-directory", "dkms-source"])
-        .arg(format!("DESTDIR={}", root.display())));
-    let (rc, log) = in_root(&format!(
-        "dkms remove rust_emergency_reset/{VERSION} --all >/dev/null 2>&1; \
-         rm -rf /lib/modules/*/updates/dkms/rust_emergency_reset.ko*; \
-         dkms add rust_emergency_reset/{VERSION}"
-    ));
-    assert_eq!(rc, Some(0), "dkms add:\n{log}");
-    root
-}
-
-/// Where DKMS installs the module for `release` in the build root.
-fn installed(root: &Path, release: &str) -> PathBuf {
-    root.join(format!(
-        "lib/modules/{release}/updates/dkms/rust_emergency_reset.ko"
-    ))
 }
 
 #[test]
