@@ -177,7 +177,7 @@ fn assert_secure_boot_and_lockdown(out: &Outcome) {
     assert!(!cmdline.contains("lockdown="), "{cmdline}");
     for line in [
         "Secure boot enabled",
-        "Kernel is locked down from EFI Secure Boot mode",
+        "Kernel is locked down from EFI Secure Boot",
     ] {
         assert!(
             out.lines_with("RER-KMSG").iter().any(|l| l.contains(line)),
