@@ -83,7 +83,8 @@ pub const SHOW_LOCKDOWN: &str = "mount -t securityfs securityfs /sys/kernel/secu
      echo \"RER-LOCKDOWN $(cat /sys/kernel/security/lockdown)\"\n";
 
 /// Guest shell commands for lockdown's refusals, for
-/// [`Outcome::assert_lockdown_refusals`](crate::Outcome::assert_lockdown_refusals):
+/// [`Outcome::assert_lockdown_refusals`](crate::Outcome::assert_lockdown_refusals)
+/// and [`Outcome::assert_module_refused`](crate::Outcome::assert_module_refused):
 /// seed 000's userspace rescue (`rer-rescue iopl` and `ioperm`: needs
 /// [`rescue_helper`](crate::rescue_helper) in the guest; 0xFE written to
 /// `port`, `/dev/port` or, on a kernel without it, `/dev/mem`), then `insmod`

@@ -282,12 +282,12 @@ impl Outcome {
     }
 
     /// Asserts what [`lockdown_refusals`](crate::lockdown_refusals) must show
-    /// under lockdown (`name` for the messages): `iopl` and `ioperm` refused
-    /// with `EPERM`, the write to the port device too, each of `modules` (its
-    /// label) refused with `EPERM` and not loaded, and the kernel's own
-    /// `Lockdown:` line for each kind of refusal. Without lockdown every one
-    /// of these steps would succeed (the rescues would reset the guest).
-    pub fn assert_lockdown_refusals(&self, name: &str, modules: &[&str]) {
+    /// of seed 000's rescue under lockdown (`name` for the messages): `iopl`
+    /// and `ioperm` refused with `EPERM`, the write to the port device too,
+    /// and the kernel's own `Lockdown:` line for each. Without lockdown every
+    /// one of these would succeed (and reset the guest). The modules it tried
+    /// are [`Outcome::assert_module_refused`]'s.
+    pub fn assert_lockdown_refusals(&self, name: &str) {
         for how in ["iopl", "ioperm"] {
             assert_eq!(
                 self.line_starting(&format!("RER-RESCUE {how} ")),
@@ -300,19 +300,9 @@ impl Outcome {
             devport.starts_with("RER-DEVPORT rc=1 ") && devport.contains("Operation not permitted"),
             "{name}: {devport}"
         );
-        for label in modules {
-            let insmod = self.line_starting(&format!("RER-INSMOD {label} "));
-            assert!(
-                insmod.starts_with(&format!("RER-INSMOD {label} rc=1 "))
-                    && insmod.contains("Operation not permitted")
-                    && insmod.ends_with("loaded=0"),
-                "{name}: {insmod}"
-            );
-        }
         for what in [
             "raw io port access is restricted",
             "/dev/mem,kmem,port is restricted",
-            "unsigned module loading is restricted",
         ] {
             assert!(
                 self.lines_with("RER-KMSG").iter().any(|l| l.contains(what)),
@@ -320,6 +310,27 @@ impl Outcome {
                 self.log.display()
             );
         }
+    }
+
+    /// Asserts that the module [`lockdown_refusals`](crate::lockdown_refusals)
+    /// tried as `label` did not load: `insmod` failed with `error` (as
+    /// `strerror` says it), nothing of ours is in `/proc/modules`, and the
+    /// kernel said why in its own `kernel_line` (the console's kernel lines
+    /// and the `RER-KMSG` copies of its log both count).
+    pub fn assert_module_refused(&self, label: &str, error: &str, kernel_line: &str) {
+        let insmod = self.line_starting(&format!("RER-INSMOD {label} "));
+        assert!(
+            !insmod.starts_with(&format!("RER-INSMOD {label} rc=0 "))
+                && insmod.contains(&format!(": {error} "))
+                && insmod.ends_with("loaded=0"),
+            "{label}: {insmod} (log {})",
+            self.log.display()
+        );
+        assert!(
+            !self.lines_with(kernel_line).is_empty(),
+            "{label}: the kernel never said {kernel_line:?} (log {})",
+            self.log.display()
+        );
     }
 
     /// Asserts that the guest reset, naming the log otherwise.

@@ -47,6 +47,11 @@ fn lockdown_refuses_the_userspace_rescue_and_an_unsigned_module() {
         out.assert_lockdown(mode);
         // The guest lived: no rescue reset it, and the module did not load.
         out.assert_alive();
-        out.assert_lockdown_refusals(&name, &["unsigned"]);
+        out.assert_lockdown_refusals(&name);
+        out.assert_module_refused(
+            "unsigned",
+            "Operation not permitted",
+            "Lockdown: insmod: unsigned module loading is restricted",
+        );
     }
 }
