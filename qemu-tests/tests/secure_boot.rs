@@ -191,6 +191,18 @@ fn assert_secure_boot_and_lockdown(out: &Outcome) {
     out.assert_lockdown("integrity");
 }
 
+/// DKMS's key came from shim's MokList into the kernel's machine keyring.
+fn assert_dkms_key_in_the_machine_keyring(out: &Outcome) {
+    let (key, machine) = dkms_key_and_machine_keyring(out);
+    let key =
+        key.unwrap_or_else(|| panic!("no {DKMS_KEY} in /proc/keys (log {})", out.log.display()));
+    assert!(
+        machine.contains(&key),
+        "{DKMS_KEY} ({key}) is not in the machine keyring {machine:?} (log {})",
+        out.log.display()
+    );
+}
+
 /// The serial of DKMS's key in `/proc/keys` and the serials of the keys in
 /// the `.machine` keyring, from [`SHOW_SECURE_BOOT`].
 fn dkms_key_and_machine_keyring(out: &Outcome) -> (Option<String>, Vec<String>) {
@@ -259,15 +271,7 @@ fn secure_boot_with_the_dkms_mok_refuses_the_rescue_and_foreign_modules_and_the_
     println!("secure_boot_seed: {:.0} s", started.elapsed().as_secs_f64());
 
     assert_secure_boot_and_lockdown(&out);
-    // DKMS's key came from MokList into the machine keyring.
-    let (key, machine) = dkms_key_and_machine_keyring(&out);
-    let key =
-        key.unwrap_or_else(|| panic!("no {DKMS_KEY} in /proc/keys (log {})", out.log.display()));
-    assert!(
-        machine.contains(&key),
-        "{DKMS_KEY} ({key}) is not in the machine keyring {machine:?} (log {})",
-        out.log.display()
-    );
+    assert_dkms_key_in_the_machine_keyring(&out);
     // Refused, with the kernel's own lines, and the guest went on. Under
     // Secure Boot Debian's kernel also enforces module signatures, so a
     // module is refused before lockdown is asked: EKEYREJECTED, not EPERM.
@@ -343,6 +347,7 @@ fn secure_boot_with_the_dkms_mok_an_nmi_resets_while_every_cpu_spins() {
     println!("secure_boot_nmi: {:.0} s", started.elapsed().as_secs_f64());
 
     assert_secure_boot_and_lockdown(&out);
+    assert_dkms_key_in_the_machine_keyring(&out);
     assert!(out.saw("RER-LOADED rc=0"), "log {}", out.log.display());
     out.assert_reset_by_nmi_best_effort("nmi", "kbd");
 }
