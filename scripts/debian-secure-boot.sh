@@ -29,9 +29,6 @@ cache=${EMERGENCY_RESET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rust_emergency_re
 pkgs="shim-signed shim-helpers-amd64-signed grub-efi-amd64-signed"
 
 root=$("$here/debian-root.sh")
-# One apt at a time in the build root (the lock debian-kdir.sh's apt_lock takes).
-exec 7>"$root.apt.lock"
-flock 7
 versions=$("$here/debian-root.sh" --run apt-cache policy $pkgs |
 	awk '/^[a-z]/ {p=$1; sub(":$", "", p)} /Candidate:/ {print p "=" $2}')
 for p in $pkgs; do
@@ -46,6 +43,9 @@ flock 9
 if [ ! -f "$out/versions" ]; then
 	rm -rf "$out"
 	mkdir -p "$out/deb"
+	# One apt at a time in the build root (the lock debian-kdir.sh's apt_lock takes).
+	exec 7>"$root.apt.lock"
+	flock 7
 	# shellcheck disable=SC2086
 	"$here/debian-root.sh" --run sh -ec "cd '$out/deb'
 		apt-get download -q -o APT::Sandbox::User=root $(echo $versions) >/dev/null

@@ -327,6 +327,11 @@ fn secure_boot_with_the_dkms_mok_an_nmi_resets_while_every_cpu_spins() {
         "the guest never armed (log {})",
         vm.log_path().display()
     );
+    assert!(
+        vm.console().contains("RER-LOADED rc=0"),
+        "DKMS's module did not load (log {})",
+        vm.log_path().display()
+    );
     // The fault in place first: QEMU shows every vCPU spinning in rer_lockup.
     let text = vm.module_text("rer_lockup");
     let until = Instant::now() + Duration::from_secs(60);
