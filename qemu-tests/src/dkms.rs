@@ -24,16 +24,25 @@ use std::{
 pub const VERSION: &str = "0.1.0";
 
 /// The DKMS tests share the build root's DKMS tree: one at a time, across
-/// the test processes (`cargo nextest` runs each test in its own). Held
-/// until the returned file is dropped.
-pub fn dkms_lock() -> File {
+/// the test processes (`cargo nextest` runs each test in its own). Also the
+/// build root's apt lock (the one `scripts/debian-kdir.sh` takes around its
+/// `apt-get install`): a kernel headers package that `make check`'s
+/// background set-up installs meanwhile runs DKMS's autoinstall, which
+/// builds in the same DKMS tree (seen: a `dkms install` whose build
+/// directory vanished under it). Held until the returned files are dropped.
+pub fn dkms_lock() -> (File, File) {
     let dir = target_dir().join("tmp");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("dkms.lock");
-    let file = File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    file.lock()
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    file
+    let lock = |path: PathBuf| {
+        let file = File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        file.lock()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        file
+    };
+    let dkms = lock(dir.join("dkms.lock"));
+    let mut apt = root().into_os_string();
+    apt.push(".apt.lock");
+    (dkms, lock(PathBuf::from(apt)))
 }
 
 /// The project's clone.
