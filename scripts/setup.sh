@@ -103,7 +103,7 @@ virt_firmware_ok || todo="${todo}virt-firmware $VIRT_FIRMWARE_VERSION (PyPI) in 
 if [ -z "$todo" ]; then
 	echo "setup: everything is installed ($SRC_PKG $(dpkg-query -W -f='${Version}' $SRC_PKG)," \
 		"$(rustc --version | cut -d' ' -f1-2), bindgen $BINDGEN_VERSION, $(cargo nextest --version | head -1)," \
-		"$(qemu-system-x86_64 --version | head -1 | awk '{print $4}') qemu)"
+		"$(qemu-system-x86_64 --version | head -1 | awk '{print $4}') qemu, virt-firmware $VIRT_FIRMWARE_VERSION)"
 	exit 0
 fi
 

@@ -68,12 +68,13 @@ impl Guest {
     /// The guest boots as a Secure Boot machine: `q35` with SMM, OVMF with
     /// Microsoft's keys, shim, grub and Debian's signed kernel from an EFI
     /// system partition ([`firmware`](crate::firmware)); `mok`, if any, is
-    /// enrolled. Also 512 MiB (the firmware's share) and a 20 min limit: OVMF
-    /// with SMM is slow under TCG.
+    /// enrolled. Also 512 MiB (the firmware's share) and a 5 min limit: OVMF
+    /// with SMM is slower under TCG than `-kernel` (measured: 10-25 s from
+    /// QEMU's start to `/init`, on 2 cores busy with other guests).
     pub fn secure_boot(mut self, mok: Option<PathBuf>) -> Guest {
         self.machine = "q35,smm=on".to_string();
         self.memory_mib = self.memory_mib.max(512);
-        self.timeout = Duration::from_secs(1200);
+        self.timeout = Duration::from_secs(300);
         self.secure_boot = Some(SecureBoot { mok });
         self
     }
