@@ -361,7 +361,8 @@ bench: setup
 	$(MAKE) bench-run
 
 check:
-	rm -f qemu-tests/target/timings.tsv qemu-tests/target/guest-times.tsv qemu-tests/target/retries.tsv
+	rm -f qemu-tests/target/timings.tsv qemu-tests/target/guest-times.tsv qemu-tests/target/retries.tsv \
+		qemu-tests/target/secure-boot-times.tsv
 	$(TIMED) setup setup --cached-if-ok 'scripts/setup.sh --check' -- $(MAKE) setup
 	$(MAKE) check-run
 

@@ -12,10 +12,12 @@
 //! exit status; leg `background`: the Debian kernels' set-up that ran
 //! beside the legs, left out of the total); `guest-times.tsv`, one line per QEMU guest (the harness's
 //! `Vm::finish`: kernel, test, guest, boot and scenario milliseconds); and
-//! `retries.tsv`, one line per boot the harness made again (`Vm::boot`).
-//! Prints three tables: the steps with their total, the 10 slowest tests
-//! (their guests' boot and scenario times summed), and every retry. Exits 0:
-//! it reports, it does not judge.
+//! `retries.tsv`, one line per boot the harness made again (`Vm::boot`);
+//! and `secure-boot-times.tsv`, one line per boot through the firmware
+//! (`firmware::boot`: kernel, guest, and the seconds of its phases).
+//! Prints four tables: the steps with their total, the 10 slowest tests
+//! (their guests' boot and scenario times summed), every retry, and the
+//! Secure Boot machine's boots. Exits 0: it reports, it does not judge.
 
 use std::{
     collections::BTreeMap,
@@ -135,8 +137,34 @@ fn retries() {
     }
 }
 
+/// Each boot through the firmware (`tests/secure_boot.rs`), by phase.
+fn secure_boots() {
+    let boots = rows("secure-boot-times.tsv");
+    if boots.is_empty() {
+        return;
+    }
+    println!("check: Secure Boot machine's boots (seconds)");
+    println!(
+        "  {:<24} {:<28} {:>6} {:>14} {:>5} {:>15} {:>6}",
+        "kernel", "guest", "image", "firmware+shim", "grub", "kernel to /init", "total"
+    );
+    for b in &boots {
+        println!(
+            "  {:<24} {:<28} {:>6} {:>14} {:>5} {:>15} {:>6}",
+            field(b, 0),
+            field(b, 1),
+            field(b, 2),
+            field(b, 3),
+            field(b, 4),
+            field(b, 5),
+            field(b, 6)
+        );
+    }
+}
+
 fn main() {
     steps();
     slowest_tests();
     retries();
+    secure_boots();
 }
