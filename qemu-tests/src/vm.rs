@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! A running QEMU ([`Vm`]): [`Vm::start`] (the kernel command line, QEMU's
-//! command, the reader threads of the console and QMP), [`Vm::boot`] with its
+//! command, which boots the kernel directly or, for a
+//! [`Guest::secure_boot`] one, through [`firmware`]'s, the reader threads of
+//! the console and QMP), [`Vm::boot`] with its
 //! one retry of a kernel that never reached `/init`, the waits on the console
 //! ([`Vm::wait_for`], ...), the input to the guest (the serial line,
 //! [`Vm::sysrq_chord`]), the reports of the reader threads and the ending
