@@ -9,7 +9,7 @@
 //! shim (as `/EFI/BOOT/BOOTX64.EFI`), its MokManager and Debian's signed grub
 //! (`scripts/debian-secure-boot.sh`), a `grub.cfg` that boots the kernel
 //! under test (Debian's signed vmlinuz, `RER_KERNEL`) with the guest's
-//! initramfs and command line. [`qemu_args`] is what QEMU gets instead of
+//! initramfs and command line. `qemu_args` is what QEMU gets instead of
 //! `-kernel`; [`boot`] starts such a guest and times its boot's phases on the
 //! console ([`BootTimes`]).
 //!
