@@ -165,6 +165,17 @@ impl Vm {
             .unwrap_or_default()
     }
 
+    /// `len` bytes of the guest's RAM at physical address `at` (QMP
+    /// `pmemsave` into the file `via`), or `None` when QEMU refused.
+    pub(crate) fn read_ram(&mut self, at: u64, len: usize, via: &Path) -> Option<Vec<u8>> {
+        let args = serde_json::json!({"val": at, "size": len, "filename": via});
+        let answer = self.qmp_exchange("pmemsave", &args, Duration::from_secs(10))?;
+        if answer.get("error").is_some() {
+            return None;
+        }
+        fs::read(via).ok().filter(|b| b.len() == len)
+    }
+
     /// Sends a QMP command with a fresh id and waits up to `wait` for the
     /// answer carrying that id, handling every other report meanwhile.
     pub(crate) fn qmp_exchange(
