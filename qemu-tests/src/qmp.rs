@@ -51,7 +51,12 @@ impl VCpu {
     /// Spinning with interrupts off at an address in `text`: the lockup of
     /// `rer_lockup`, seen from outside the guest.
     pub fn spins_in(&self, text: std::ops::Range<u64>) -> bool {
-        !self.interrupts_on && !self.halted && text.contains(&self.rip)
+        !self.interrupts_on && self.runs_in(text)
+    }
+
+    /// Running (not halted) at an address in `text`, interrupts on or off.
+    pub fn runs_in(&self, text: std::ops::Range<u64>) -> bool {
+        !self.halted && text.contains(&self.rip)
     }
 
     /// The vCPUs in the text of `info registers -a` (`CPU#0` then a line

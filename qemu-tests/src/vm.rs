@@ -738,7 +738,7 @@ fn record(name: &str, fields: &[&str]) {
 }
 
 /// The guest kernel's command line: the serial console, `rer_guest=1` (which
-/// `/init` checks), `panic=0`, `tsc=reliable`, then [`Guest::append`]; on
+/// `/init` checks), `panic=0`, `tsc=reliable`, `no_timer_check`, then [`Guest::append`]; on
 /// microvm also the TSC's rate.
 fn kernel_cmdline(guest: &Guest) -> String {
     // `tsc=reliable`: no clocksource watchdog. In 7.3 its cross-CPU skew check waits,
@@ -749,8 +749,13 @@ fn kernel_cmdline(guest: &Guest) -> String {
     // (QEMU showed CPU 0 in watchdog_check_skew, the others in stop_machine_yield,
     // after "e820: register RAM buffer resource"), about 1 boot in 200; twice in a
     // row once. TCG's TSC is the host's clock: reliable.
+    // `no_timer_check`: no check that the IO-APIC timer ticks, as on KVM, where the
+    // kernel sets it itself. The check waits a few TSC-timed milliseconds for
+    // timer interrupts; a vCPU that TCG runs on a loaded host gets the TSC's time
+    // but no ticks meanwhile, and the kernel panics: "IO-APIC + timer doesn't
+    // work!" (seen in a cold CI-like run on Debian's kernel, before /init).
     let mut cmdline = format!(
-        "console=ttyS0 rer_guest=1 panic=0 tsc=reliable{}",
+        "console=ttyS0 rer_guest=1 panic=0 tsc=reliable no_timer_check{}",
         guest.append
     );
     if guest.machine.starts_with("microvm") {
