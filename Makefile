@@ -138,6 +138,7 @@ setup:
 unit-test:
 	cd logic && cargo test --quiet
 	cd sender && cargo test --quiet
+	cd qemu-tests && cargo test --release --quiet --lib
 
 # The network trigger's sender (host side): sender/target/release/emergency-reset-send.
 SENDER := $(CURDIR)/sender/target/release/emergency-reset-send
@@ -171,20 +172,13 @@ QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file -
 # datagram with userspace stopped, every datagram that must not reset, a
 # replay), load/unload cycles with every trigger armed, and a reset while a
 # CPU holds the console's port lock for good.
-# rt-amd64 builds and resets, but is not in the set yet: most core tests read
-# the module's own "resetting now" lines, which under PREEMPT_RT do not reach
-# the console before the reset (7.2's 8250 console prints from a thread; 7.3's
-# nbcon one may be owned by its preempted printer thread). A run with it: 19 of
-# 21 core scenarios passed on 7.3.4+deb13-rt-amd64, 10 on 7.2.12+deb14-rt-amd64,
-# every reset itself QMP's (Documentation/kernels.md). DEBIAN_FLAVOURS=... on
-# the command line runs any set. Meanwhile rt-amd64 of each suite
-# (DEBIAN_RT_FLAVOURS) gets the scenario written for it: an NMI taking over
-# from an attempt whose CPU stopped for good (QEMU_TESTS_RT), with any BUG:,
-# WARNING: or sleeping-in-atomic line failing it (the harness, under
-# PREEMPT_RT); its legs are not rows of kernels.md.
-DEBIAN_FLAVOURS = amd64 cloud-amd64
-DEBIAN_RT_FLAVOURS = rt-amd64
-QEMU_TESTS_RT = --test engine -- --exact an_nmi_takes_over_from_an_attempt_whose_cpu_stopped_for_good
+# On rt-amd64 (PREEMPT_RT) the console prints from a thread that a reset never
+# lets run (7.2's 8250 console even in a panic; 7.3's nbcon one when its
+# preempted printer thread owns it): the harness stops such a guest at its
+# reset and reads the kernel's log from its RAM (qemu-tests/src/kernel_log.rs),
+# and any BUG:, WARNING: or sleeping-in-atomic line there or on the console
+# fails the test. DEBIAN_FLAVOURS=... on the command line runs any set.
+DEBIAN_FLAVOURS = amd64 cloud-amd64 rt-amd64
 QEMU_TESTS_CORE = --test seed --test engine --test faults --test last_words --test lockdown \
 	--test network --test reset_path -- --exact \
 	seed_scenario_device_resets_while_reboot_is_stuck seed_scenario_control_without_module_stays_stuck \
@@ -236,7 +230,7 @@ check-legs:
 # "background" (the report leaves it out of the total: it ran beside).
 check-debian-prep:
 	$(TIMED) background "roots and resolve" -- \
-		sh -c '$(call resolve,$(DEBIAN_FLAVOURS)) && $(call resolve,$(DEBIAN_RT_FLAVOURS))' \
+		sh -c '$(call resolve,$(DEBIAN_FLAVOURS))' \
 		>$(DEBIAN_PREP)/releases
 	for r in $$(cat $(DEBIAN_PREP)/releases); do \
 		case " $(RER_SUPPORTED) " in *" $$(echo $$r | cut -d. -f1-2) "*) ;; *) continue ;; esac; \
@@ -264,26 +258,22 @@ resolve = { scripts/debian-kdir.sh --resolve $(1) && scripts/debian-kdir.sh --re
 
 check-debian-legs:
 	$(TIMED) debian "roots and resolve" --cached-if $$(scripts/debian-root.sh --suite forky --print-dir)/.ready -- \
-		sh -c '$(call resolve,$(DEBIAN_FLAVOURS)) >qemu-tests/target/debian-releases && \
-			$(call resolve,$(DEBIAN_RT_FLAVOURS)) >qemu-tests/target/debian-rt-releases'
+		sh -c '$(call resolve,$(DEBIAN_FLAVOURS)) >qemu-tests/target/debian-releases'
 	rm -rf qemu-tests/target/legs
 	rc=0; $(MAKE) check-debian-run DEBIAN_RELEASE=$$(head -1 qemu-tests/target/debian-releases) || rc=1; \
 		(cd qemu-tests && cargo run --release --quiet --bin matrix -- test $$(cat target/debian-release)) || rc=1; \
 		$(MAKE) -k -O -j$(SIDE_LEGS) check-side-legs || rc=1; \
 		(cd qemu-tests && cargo run --release --quiet --bin kernels) || rc=1; exit $$rc
 
-# Every kernel of the resolved set but the primary one gets its core leg, and
-# each rt-amd64 kernel its rt leg: SIDE_LEGS legs at once, each running
+# Every kernel of the resolved set but the primary one gets its core leg:
+# SIDE_LEGS legs at once, each running
 # SIDE_THREADS tests at once (a core leg's guests leave a core idle about half
 # the time), each leg's output in one piece when it ends.
 SIDE_LEGS ?= 2
 SIDE_THREADS ?= 2
-check-side-legs: $(addprefix leg-core/,$(shell tail -n +2 qemu-tests/target/debian-releases 2>/dev/null)) \
-	$(addprefix leg-rt/,$(shell cat qemu-tests/target/debian-rt-releases 2>/dev/null))
+check-side-legs: $(addprefix leg-core/,$(shell tail -n +2 qemu-tests/target/debian-releases 2>/dev/null))
 leg-core/%:
 	$(MAKE) check-debian-run DEBIAN_RELEASE=$* DEBIAN_LEG=core QEMU_THREADS=$(SIDE_THREADS)
-leg-rt/%:
-	$(MAKE) check-debian-run DEBIAN_RELEASE=$* DEBIAN_LEG=rt QEMU_THREADS=$(SIDE_THREADS)
 
 # The kernel series the module supports (Kbuild's RER_SUPPORTED): a Debian
 # kernel of another series gets no leg, and the table says why.
@@ -291,12 +281,11 @@ RER_SUPPORTED := $(shell sed -n 's/^RER_SUPPORTED := //p' Kbuild)
 series = $(shell echo $(1) | cut -d. -f1-2)
 
 # One leg on Debian's kernel DEBIAN_RELEASE: the whole suite, with
-# DEBIAN_LEG=core the core scenarios (QEMU_TESTS_CORE), with DEBIAN_LEG=rt
-# the PREEMPT_RT scenario (QEMU_TESTS_RT). The test output is
+# DEBIAN_LEG=core the core scenarios (QEMU_TESTS_CORE). The test output is
 # kept in qemu-tests/target/legs/RELEASE.log for bin/kernels.
 LEG_LOG = qemu-tests/target/legs/$(DEBIAN_RELEASE).log
 # The whole leg tests `make KRELEASE=` itself: its modules are built in the
-# tree. A core or rt leg builds its own copy, from the DKMS source tree and
+# tree. A core leg builds its own copy, from the DKMS source tree and
 # the test modules' sources under its directory, so that such legs can run
 # side by side.
 LEG_DIR = $(CURDIR)/qemu-tests/target/legs/$(DEBIAN_RELEASE)
@@ -308,7 +297,7 @@ leg-modules: kernel
 	cp $(TEST_MODULES)/Kbuild $(TEST_MODULES)/*.rs $(TEST_MODULES)/*.c $(LEG_TEST_MODULES)
 	$(KBUILD) M=$(LEG_MODULE) modules
 	$(KBUILD) M=$(LEG_TEST_MODULES) modules
-LEG_TESTS = $(if $(filter rt,$(DEBIAN_LEG)),$(QEMU_TESTS_RT),$(if $(DEBIAN_LEG),$(QEMU_TESTS_CORE),$(QEMU_TESTS_DEBIAN)))
+LEG_TESTS = $(if $(DEBIAN_LEG),$(QEMU_TESTS_CORE),$(QEMU_TESTS_DEBIAN))
 check-debian-run:
 	@test -n "$(DEBIAN_RELEASE)" || { echo "check: no Debian kernel resolved" >&2; exit 1; }
 	@echo "check: Debian's kernel under test: $(DEBIAN_RELEASE) ($(or $(DEBIAN_LEG),whole) leg)"

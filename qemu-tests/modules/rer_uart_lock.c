@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Deliberately broken test module: one CPU takes the first 8250 UART's port
- * lock, the lock the serial console's write takes, with interrupts off, and
- * never gives it back, as a CPU wedged inside the serial driver would.
+ * lock, the lock the serial console's write takes, with interrupts off (on,
+ * under PREEMPT_RT, where it is a sleeping lock), and never gives it back,
+ * as a CPU wedged inside the serial driver would.
  *
  *   insmod rer_uart_lock.ko cpu=1    # in a QEMU test guest only
  *

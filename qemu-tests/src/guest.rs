@@ -185,6 +185,11 @@ pub struct Guest {
     pub fadt_reset: Option<acpi::FadtReset>,
     /// A network ([`Guest::network`]): the modules its NIC needs, in load order.
     pub net: Option<Vec<PathBuf>>,
+    /// QEMU stops the guest at each reset, and the harness reads the
+    /// kernel's log from its RAM into the console before it goes on
+    /// ([`kernel_log`](crate::kernel_log)): on a `PREEMPT_RT` kernel, whose
+    /// console prints from a thread, and where [`Guest::log_at_reset`] asks.
+    pub log_at_reset: bool,
     /// Booted through the firmware of a Secure Boot machine
     /// ([`Guest::secure_boot`]) rather than by QEMU's `-kernel`.
     pub secure_boot: Option<SecureBoot>,
@@ -210,8 +215,16 @@ impl Guest {
             boots: 1,
             fadt_reset: None,
             net: None,
+            log_at_reset: inputs.has_config("CONFIG_PREEMPT_RT"),
             secure_boot: None,
         }
+    }
+
+    /// The kernel's log is read from the guest's RAM at each reset, on any
+    /// kernel (see [`Guest::log_at_reset`](field@Guest::log_at_reset)).
+    pub fn log_at_reset(mut self) -> Guest {
+        self.log_at_reset = true;
+        self
     }
 
     /// The guest gets a virtio NIC on a tap device in a network namespace of
@@ -324,6 +337,10 @@ impl Guest {
             // Makes `/init` ask which boot it is (INIT, WHICH_BOOT).
             archive.file("boots", 0o644, format!("{}\n", self.boots).as_bytes());
         }
+        if self.log_at_reset {
+            // Makes `/init` say where the kernel's log is (INIT, PRINTK_RING).
+            archive.file("printk-ring", 0o644, b"");
+        }
         archive.file("bin/busybox", 0o755, &fs::read(busybox()).unwrap());
         for m in &self.modules {
             let name = m.file_name().unwrap().to_str().unwrap();
@@ -375,6 +392,12 @@ echo 'nobody:x:65534:65534::/:/bin/sh' >> /etc/passwd
 echo 'root:x:0:' > /etc/group
 echo 'nogroup:x:65534:' >> /etc/group
 echo "RER-BOOTED cpus=$(nproc)"
+# A kernel whose console prints from a thread (PREEMPT_RT) may reset before
+# its last lines reach the console: where its log is (/printk-ring:
+# Guest::log_at_reset), for the harness to read it in the stopped guest's RAM.
+if [ -e /printk-ring ]; then
+	echo "RER-PRINTK-RING $(awk 'NF == 3 && ($3 == "prb" || $3 == "page_offset_base" || $3 == "_text") { printf "%s=%s ", $3, $1 }' /proc/kallsyms)code=$(sed -n 's/^ *\([0-9a-f]*\)-[0-9a-f]* : Kernel code$/\1/p' /proc/iomem)"
+fi
 # A guest of several boots (Guest::boots: /boots exists) asks the harness on
 # the console which boot this is (WHICH_BOOT); one boot is boot 1. Without an
 # answer, the scenario is skipped: the run ends at RER-DONE and fails.

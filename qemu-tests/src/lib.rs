@@ -37,6 +37,8 @@
 //! - [`console`]: the console as text: mending the kernel's lines inside
 //!   userspace lines, [`tail`].
 //! - `outcome`: [`Ending`] and [`Outcome`], with its assertions.
+//! - `kernel_log`: a `PREEMPT_RT` guest's kernel log, read from its RAM at
+//!   its reset (its console prints from a thread that a reset never lets run).
 //! - `netns`: the network of [`Guest::network`]: the addresses
 //!   ([`GUEST_V4`], ...), the namespace, [`Vm::net_command`],
 //!   [`Vm::net_socket`].
@@ -58,6 +60,7 @@ pub mod firmware;
 mod guest;
 mod helpers;
 mod inputs;
+mod kernel_log;
 pub mod matrix;
 mod netns;
 mod outcome;
@@ -93,6 +96,7 @@ pub use inputs::{
     Inputs,
     ACCEL, //
 };
+pub use kernel_log::KERNEL_LOG_AT_RESET;
 pub use netns::{
     GUEST_V4,
     GUEST_V6,

@@ -51,7 +51,12 @@ impl VCpu {
     /// Spinning with interrupts off at an address in `text`: the lockup of
     /// `rer_lockup`, seen from outside the guest.
     pub fn spins_in(&self, text: std::ops::Range<u64>) -> bool {
-        !self.interrupts_on && !self.halted && text.contains(&self.rip)
+        !self.interrupts_on && self.runs_in(text)
+    }
+
+    /// Running (not halted) at an address in `text`, interrupts on or off.
+    pub fn runs_in(&self, text: std::ops::Range<u64>) -> bool {
+        !self.halted && text.contains(&self.rip)
     }
 
     /// The vCPUs in the text of `info registers -a` (`CPU#0` then a line
@@ -163,6 +168,17 @@ impl Vm {
         answer
             .and_then(|a| a["return"].as_str().map(VCpu::parse_all))
             .unwrap_or_default()
+    }
+
+    /// `len` bytes of the guest's RAM at physical address `at` (QMP
+    /// `pmemsave` into the file `via`), or `None` when QEMU refused.
+    pub(crate) fn read_ram(&mut self, at: u64, len: usize, via: &Path) -> Option<Vec<u8>> {
+        let args = serde_json::json!({"val": at, "size": len, "filename": via});
+        let answer = self.qmp_exchange("pmemsave", &args, Duration::from_secs(10))?;
+        if answer.get("error").is_some() {
+            return None;
+        }
+        fs::read(via).ok().filter(|b| b.len() == len)
     }
 
     /// Sends a QMP command with a fresh id and waits up to `wait` for the

@@ -22,6 +22,12 @@ use crate::{
         print_console, //
     },
     firmware,
+    kernel_log::{
+        self,
+        RingAddrs,
+        KERNEL_LOG_AT_RESET,
+        PRINTK_RING, //
+    },
     netns::make_netns,
     qemu_binary,
     qmp::{
@@ -97,6 +103,15 @@ pub struct Vm {
     /// The kernel is `PREEMPT_RT` (Debian's `rt-amd64`): any `BUG:` line but
     /// the test modules' deliberate oops fails the run.
     preempt_rt: bool,
+    /// [`Guest::log_at_reset`]: QEMU stops the guest at each of its resets so
+    /// that its log is read from its RAM before it goes on.
+    log_at_reset: bool,
+    /// A boot of a [`Guest::log_at_reset`] guest reset and stopped, and more boots
+    /// follow: its log is to be read and the guest reset and run again
+    /// ([`Vm::read_log_and_go_on`]).
+    stopped_at_reset: bool,
+    /// The kernel's `struct printk_info` size ([`kernel_log::info_size`]).
+    printk_info_size: usize,
     /// When `/init` said [`BOOTED`] (the first boot's), for the timings.
     booted_at: Option<Instant>,
     /// The guest's name and what it runs on, for the timings and retries
@@ -195,8 +210,12 @@ impl Vm {
             echo: false,
             expect_lock_reports: guest.expect_lock_reports,
             expect_cfi_failure: guest.expect_cfi_failure,
-            preempt_rt: fs::read_to_string(inputs.kdir.join(".config"))
-                .is_ok_and(|c| c.lines().any(|l| l == "CONFIG_PREEMPT_RT=y")),
+            preempt_rt: inputs.has_config("CONFIG_PREEMPT_RT"),
+            log_at_reset: guest.log_at_reset,
+            stopped_at_reset: false,
+            printk_info_size: kernel_log::info_size(
+                inputs.has_config("CONFIG_PRINTK_EXECUTION_CTX"),
+            ),
             booted_at: None,
             name: guest.name.clone(),
             kernel_name: inputs.kernel_name.clone(),
@@ -335,7 +354,8 @@ impl Vm {
             self.question_scan += i + WHICH_BOOT.len();
             self.questions += 1;
             let boot = self.questions;
-            if boot == self.boots as usize {
+            // With the log read at a reset, every boot stops at its reset.
+            if boot == self.boots as usize || self.log_at_reset {
                 self.qmp_send("set-action", serde_json::json!({"reboot": "shutdown"}));
             }
             self.serial_write(format!("{boot}\n").as_bytes());
@@ -394,6 +414,16 @@ impl Vm {
                         self.qmp_send("quit", serde_json::json!({}));
                     }
                 }
+                // A guest whose log is read at a reset stopped there, boots to go.
+                if name == "SHUTDOWN"
+                    && guest_reset
+                    && self.log_at_reset
+                    && self.guest_reset_times.len() + 1 < self.boots as usize
+                {
+                    self.guest_reset_times.push(at);
+                    self.stopped_at_reset = true;
+                    return;
+                }
                 // After the `quit` above, QEMU's own SHUTDOWN changes nothing.
                 if name == "SHUTDOWN" && self.ending != Some(Ending::GuestReset) {
                     self.ending = Some(if guest_reset {
@@ -443,10 +473,81 @@ impl Vm {
             match self.reports.recv_timeout(self.deadline - now) {
                 Ok(r) => {
                     self.handle(r);
+                    self.read_log_and_go_on();
                 }
                 Err(_) => return false,
             }
         }
+    }
+
+    /// After a boot of a [`Guest::log_at_reset`] guest stopped at its reset with more
+    /// boots to go: reads its log, then resets the guest and runs it again,
+    /// rebooting at the firmware's own reset that follows (see
+    /// [`Outcome::guest_resets`]) until the next boot's `/init` asks which
+    /// boot it is.
+    fn read_log_and_go_on(&mut self) {
+        if !std::mem::take(&mut self.stopped_at_reset) {
+            return;
+        }
+        self.read_log_at_reset();
+        self.qmp_command("set-action", serde_json::json!({"reboot": "reset"}));
+        let resets = |vm: &Vm| vm.events.iter().filter(|(n, _)| n == "RESET").count();
+        let before = resets(self);
+        self.qmp_command("system_reset", serde_json::json!({}));
+        // QEMU resets the machine after it answered, and runs it again only after that.
+        let until = Instant::now() + Duration::from_secs(10);
+        while resets(self) == before {
+            let left = until.checked_duration_since(Instant::now());
+            match left.map(|left| self.reports.recv_timeout(left)) {
+                Some(Ok(r)) => self.handle(r),
+                _ => panic!(
+                    "QMP system_reset: no RESET event within 10 s; log {}",
+                    self.log_path.display()
+                ),
+            }
+        }
+        self.qmp_command("cont", serde_json::json!({}));
+    }
+
+    /// Adds to the console, after a line saying so, the records of the
+    /// stopped guest's log that the console did not show, as the console
+    /// prints them ([`kernel_log`](crate::kernel_log)), so that a test reads
+    /// them as it reads the console. Fails the test when the log cannot be
+    /// read: on a `PREEMPT_RT` kernel, the reset path's lines are only there.
+    fn read_log_at_reset(&mut self) {
+        let line = self
+            .serial
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(PRINTK_RING));
+        let Some(addrs) = line.and_then(RingAddrs::parse) else {
+            panic!(
+                "log at reset: no {PRINTK_RING:?} line with the log's addresses; log {}",
+                self.log_path.display()
+            );
+        };
+        let dump = self.dir.join("ram");
+        let size = self.printk_info_size;
+        let log = kernel_log::read_log(&addrs, size, |at, len| self.read_ram(at, len, &dump))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "log at reset: the kernel's log in the guest's RAM: {e}; log {}",
+                    self.log_path.display()
+                )
+            });
+        let missing: Vec<String> = log
+            .iter()
+            .flat_map(kernel_log::Record::console_lines)
+            .filter(|l| !self.serial.contains(l.as_str()))
+            .collect();
+        let text = format!(
+            "\n{KERNEL_LOG_AT_RESET} ({} records, {} lines the console did not show):\n{}",
+            log.len(),
+            missing.len(),
+            missing.iter().map(|l| format!("{l}\n")).collect::<String>()
+        );
+        let _ = self.log.write_all(text.as_bytes());
+        self.serial.push_str(&text);
     }
 
     /// The guest's console so far.
@@ -487,6 +588,7 @@ impl Vm {
             match self.reports.recv_timeout(self.deadline - now) {
                 Ok(r) => {
                     self.handle(r);
+                    self.read_log_and_go_on();
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => self.ending = Some(Ending::TimedOut),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -506,6 +608,10 @@ impl Vm {
                 &(elapsed - boot).as_millis().to_string(),
             ],
         );
+        // A last reset where QEMU stopped the guest for its log (log_at_reset).
+        if self.log_at_reset && self.ending == Some(Ending::GuestReset) {
+            self.read_log_at_reset();
+        }
         // The ending stays as decided, whatever QMP reports meanwhile.
         let decided = self.ending.clone();
         let vcpus_at_end = match decided {
@@ -641,7 +747,7 @@ pub(crate) fn record(name: &str, fields: &[&str]) {
 }
 
 /// The guest kernel's command line: the serial console, `rer_guest=1` (which
-/// `/init` checks), `panic=0`, `tsc=reliable`, then [`Guest::append`]; on
+/// `/init` checks), `panic=0`, `tsc=reliable`, `no_timer_check`, then [`Guest::append`]; on
 /// microvm also the TSC's rate.
 fn kernel_cmdline(guest: &Guest) -> String {
     // `tsc=reliable`: no clocksource watchdog. In 7.3 its cross-CPU skew check waits,
@@ -652,8 +758,13 @@ fn kernel_cmdline(guest: &Guest) -> String {
     // (QEMU showed CPU 0 in watchdog_check_skew, the others in stop_machine_yield,
     // after "e820: register RAM buffer resource"), about 1 boot in 200; twice in a
     // row once. TCG's TSC is the host's clock: reliable.
+    // `no_timer_check`: no check that the IO-APIC timer ticks, as on KVM, where the
+    // kernel sets it itself. The check waits a few TSC-timed milliseconds for
+    // timer interrupts; a vCPU that TCG runs on a loaded host gets the TSC's time
+    // but no ticks meanwhile, and the kernel panics: "IO-APIC + timer doesn't
+    // work!" (seen in a cold CI-like run on Debian's kernel, before /init).
     let mut cmdline = format!(
-        "console=ttyS0 rer_guest=1 panic=0 tsc=reliable{}",
+        "console=ttyS0 rer_guest=1 panic=0 tsc=reliable no_timer_check{}",
         guest.append
     );
     if guest.machine.starts_with("microvm") {
@@ -709,6 +820,12 @@ fn qemu_command(
             &[]
         })
         .args(["-serial", "stdio"])
+        // A guest whose log is read at a reset stops there (kernel_log).
+        .args(if guest.log_at_reset {
+            &["-action", "shutdown=pause"][..]
+        } else {
+            &[]
+        })
         .args(if guest.pvpanic {
             &["-device", "pvpanic"][..]
         } else {

@@ -3,7 +3,9 @@
 //! The harness's own verdicts: every QMP input is checked by QEMU's reply, so
 //! an input QEMU rejected (a key it does not know, a wrong chardev) cannot
 //! pass for one that reached the guest. A guest of several boots knows which
-//! boot it is in, and the run counts its resets and ends where it should.
+//! boot it is in, and the run counts its resets and ends where it should. The
+//! kernel's log read from a stopped guest's RAM at its reset (what a
+//! `PREEMPT_RT` kernel's console does not show in time) is the kernel's.
 
 use qemu_tests::{
     run,
@@ -11,7 +13,8 @@ use qemu_tests::{
     Guest,
     Inputs,
     Vm,
-    DRAIN, //
+    DRAIN,
+    KERNEL_LOG_AT_RESET, //
 };
 use serde_json::json;
 use std::{
@@ -186,4 +189,49 @@ fi
         second[0].1, first[3].1,
         "boot 1 {first:?}, boot 2 {second:?}"
     );
+}
+
+/// A guest whose log is read at each reset ([`Guest::log_at_reset`], what
+/// every guest on a `PREEMPT_RT` kernel gets), here on any kernel, two boots
+/// each ending in a reset: at each reset the harness reads the kernel's log
+/// from the stopped guest's RAM into the console, then the guest boots
+/// again. What it adds is the kernel's own: a record the console never
+/// showed (debug level), once, with the stamp `dmesg` showed for another,
+/// and none of the lines the console showed, nor the other boot's records.
+#[test]
+fn the_log_read_at_each_reset_adds_what_the_console_did_not_show() {
+    let inputs = Inputs::from_env();
+    let scenario = "insmod /modules/rust_emergency_reset.ko\n\
+         echo \"<7>rer-probe-hidden boot=$RER_BOOT\" > /dev/kmsg\n\
+         echo \"<7>rer-probe-dmesg boot=$RER_BOOT\" > /dev/kmsg\n\
+         dmesg | grep rer-probe-dmesg | tr '[]' '()' | sed 's/^/RER-DMESG /'\n\
+         echo reset > /dev/emergency_reset\n";
+    let guest = Guest::new("harness_log_at_reset", &inputs, scenario)
+        .boots(2)
+        .log_at_reset()
+        .timeout(Duration::from_secs(120));
+    let out = run(&guest, &inputs);
+    assert_eq!(out.ending, Ending::GuestReset, "log {}", out.log.display());
+    assert_eq!(out.guest_resets(), 2, "log {}", out.log.display());
+    for boot in 1..=2 {
+        let console = out.boot_console(boot);
+        let (shown, read) = console
+            .split_once(KERNEL_LOG_AT_RESET)
+            .unwrap_or_else(|| panic!("boot {boot}: no log read at its reset"));
+        let records = |needle: &str| read.lines().filter(|l| l.contains(needle)).count();
+        // The reset line reached the console (this kernel prints it at once): not again.
+        assert!(shown.contains("resetting now: trigger /dev/emergency_reset, method kbd"));
+        assert_eq!(records("resetting now"), 0, "boot {boot}:{read}");
+        let hidden = format!("] rer-probe-hidden boot={boot}");
+        assert!(!shown.contains(&hidden), "the console showed a debug line");
+        assert_eq!(records(&hidden), 1, "boot {boot}:{read}");
+        let stamp = shown
+            .lines()
+            .find_map(|l| l.strip_prefix("RER-DMESG ("))
+            .and_then(|l| l.split(')').next())
+            .unwrap_or_else(|| panic!("boot {boot}: no dmesg line"));
+        let dmesg = format!("[{stamp}] rer-probe-dmesg boot={boot}");
+        assert_eq!(records(&dmesg), 1, "boot {boot}: {dmesg} not in:{read}");
+    }
+    assert_eq!(out.serial.matches("rer-probe-hidden boot=1").count(), 1);
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 /// The crash kernel's command line (what Debian's kdump-tools gives it, less
 /// its own service), with the marks `/init` checks.
 const CRASH_CMDLINE: &str =
-    "console=ttyS0 rer_guest=1 panic=0 tsc=reliable nr_cpus=1 irqpoll reset_devices";
+    "console=ttyS0 rer_guest=1 panic=0 tsc=reliable no_timer_check nr_cpus=1 irqpoll reset_devices";
 
 /// The crash kernel's scenario: the old kernel's memory is there to dump.
 const CRASH_SCENARIO: &str = "echo \"RER-KDUMP vmcore=$(stat -c %s /proc/vmcore 2>&1)\"\n";
