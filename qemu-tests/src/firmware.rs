@@ -69,7 +69,7 @@ impl Guest {
     /// Microsoft's keys, shim, grub and Debian's signed kernel from an EFI
     /// system partition ([`firmware`](crate::firmware)); `mok`, if any, is
     /// enrolled. Also 512 MiB (the firmware's share) and a 5 min limit: OVMF
-    /// with SMM is slower under TCG than `-kernel` (measured: 9-29 s from
+    /// with SMM is slower under TCG than `-kernel` (measured: 8-29 s from
     /// QEMU's start to `/init`, on 2 cores busy with other guests).
     pub fn secure_boot(mut self, mok: Option<PathBuf>) -> Guest {
         self.machine = "q35,smm=on".to_string();
