@@ -36,8 +36,7 @@ const USAGE: &str = "usage: emergency-reset-send --key-file FILE --to HOST:PORT 
 /// `--help`: what the man page says (Debian's package makes it with help2man:
 /// the usage, the description, then sections whose headings end with a colon).
 const HELP: &str = "\
-Usage: emergency-reset-send --key-file FILE --to HOST:PORT [--method kbd|acpi|cf9|triple]
-       [--as ADDR] [--time MS] [--print]
+Usage: emergency-reset-send --key-file FILE --to HOST:PORT [--method M] [--as ADDR] [--time MS] [--print]
 
 Resets a wedged machine over the network: sends one authenticated UDP datagram
 to a machine running the rust_emergency_reset kernel module with net_port= and
