@@ -143,6 +143,11 @@ dkms-source:
 # copy's parent, DEB_DIR, not the clone's. lintian then checks them as an
 # unprivileged user, as it expects, and fails the build on any error or
 # warning (debian/*.lintian-overrides hold the reasoned exceptions).
+#
+# make check runs it in the test kernel's leg (its tests, qemu-tests/tests/deb.rs,
+# are in QEMU_TESTS), where a cold run makes the packaging root (about 2.5
+# minutes, mostly downloads) while the background set-up, which a cold run
+# waits on, builds the Debian kernels' KDIRs.
 DEB_DIR = $(CURDIR)/qemu-tests/target/deb
 deb:
 	scripts/debian-root.sh --packaging >/dev/null
@@ -192,7 +197,7 @@ fuzz:
 # `make KRELEASE=<release>`. Each step is timed (scripts/timed.sh) and the
 # run ends with the table of where the time went (qemu-tests' bin/report),
 # failed or not.
-QEMU_TESTS = --test seed --test engine --test faults --test module_file --test packaging \
+QEMU_TESTS = --test seed --test engine --test faults --test module_file --test packaging --test deb \
 	--test docs --test lockdown --test lockdown_signed --test harness --test last_words \
 	--test dead_methods --test reset_path --test network --test lockdep --test cfi
 QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian \
@@ -284,6 +289,8 @@ check-test-kernel:
 	$(TIMED) "test kernel" kernel --cached-if $(TEST_KDIR)/../.built -- $(MAKE) KDIR=$(TEST_KDIR) kernel
 	$(TIMED) "test kernel" modules -- $(MAKE) KDIR=$(TEST_KDIR) modules test-modules
 	$(TIMED) host "unit tests and sender" -- $(MAKE) unit-test sender
+	$(TIMED) host "deb" --cached-if $$(scripts/debian-root.sh --packaging --print-dir)/.ready -- \
+		$(MAKE) deb
 	cd qemu-tests && ../$(TIMED) "test kernel" "QEMU tests" -- env RER_KDIR=$(TEST_KDIR) \
 		RER_MODULE=$(CURDIR)/rust_emergency_reset.ko RER_TEST_MODULES=$(TEST_MODULES) \
 		RER_SENDER=$(SENDER) $(NEXTEST) $(QEMU_TESTS)
