@@ -289,6 +289,12 @@ fn the_dkms_packages_scripts_run_dkms_and_name_the_mok_command() {
         postinst.contains("mok_hint || true"),
         "the hint can fail the install:\n{postinst}"
     );
+    // A kernel whose build fails does not leave the package half-configured
+    // (DKMS's own script would fail the postinst).
+    assert!(
+        postinst.contains("[ $rc = 0 ] || configure_each_kernel"),
+        "{postinst}"
+    );
     let prerm = maintainer_script(DKMS_PACKAGE, "prerm");
     assert!(prerm.contains("dkms remove -m $DKMS_NAME"), "{prerm}");
     let postrm = maintainer_script(DKMS_PACKAGE, "postrm");
