@@ -44,10 +44,14 @@
 //!   [`rescue_helper`]) and module signatures ([`is_signed`],
 //!   [`unsigned_copy`]).
 //! - [`matrix`]: the fault matrix.
+//! - [`debian_root`]: the Debian 13 build root for the tests that run Debian's
+//!   `dkms` and `apt`: commands in it, their lock, and a throwaway overlay
+//!   on it ([`debian_root::ThrowawayRoot`]).
 
 pub mod acpi;
 pub mod console;
 mod cpio;
+pub mod debian_root;
 mod guest;
 mod helpers;
 mod inputs;

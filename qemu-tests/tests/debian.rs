@@ -10,6 +10,13 @@
 //! the `.ko` that `make KRELEASE=<release>` built (the other suites boot it).
 
 use qemu_tests::{
+    debian_root::{
+        build_root,
+        dkms_lock,
+        in_build_root,
+        ok,
+        repo, //
+    },
     run,
     Guest,
     Inputs,
@@ -17,7 +24,6 @@ use qemu_tests::{
     STUCK_REBOOT, //
 };
 use std::{
-    fs::File,
     path::{
         Path,
         PathBuf, //
@@ -25,51 +31,7 @@ use std::{
     process::Command, //
 };
 
-/// The DKMS tests share the build root's DKMS tree: one at a time, across
-/// the test processes (`cargo nextest` runs each test in its own). Held
-/// until the returned file is dropped.
-fn dkms_lock() -> File {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dkms.lock");
-    let file = File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    file.lock()
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    file
-}
-
 const VERSION: &str = "0.1.0";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Runs a command: its exit status and its stdout and stderr together.
-fn output(cmd: &mut Command) -> (Option<i32>, String) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
-}
-
-/// Runs a command that must succeed; its output.
-fn ok(cmd: &mut Command) -> String {
-    let (rc, text) = output(cmd);
-    assert_eq!(rc, Some(0), "{cmd:?} failed:\n{text}");
-    text
-}
-
-/// The Debian 13 build root (made by `make check` before this runs).
-fn root() -> PathBuf {
-    let dir = ok(Command::new(repo().join("scripts/debian-root.sh")).arg("--print-dir"));
-    PathBuf::from(dir.trim())
-}
-
-/// Runs a shell script inside the build root; its exit status and output.
-fn in_root(script: &str) -> (Option<i32>, String) {
-    output(Command::new(repo().join("scripts/debian-root.sh")).args(["--run", "sh", "-c", script]))
-}
 
 fn modinfo(ko: &PathBuf, field: &str) -> String {
     ok(Command::new("modinfo").args(["-F", field]).arg(ko))
@@ -79,13 +41,13 @@ fn modinfo(ko: &PathBuf, field: &str) -> String {
 
 /// The DKMS source tree in the build root's /usr/src, registered afresh.
 fn dkms_add() -> PathBuf {
-    let root = root();
+    let root = build_root();
     ok(Command::new("make")
         .arg("-C")
         .arg(repo())
         .args(["-s", "--no-print-directory", "dkms-source"])
         .arg(format!("DESTDIR={}", root.display())));
-    let (rc, log) = in_root(&format!(
+    let (rc, log) = in_build_root(&format!(
         "dkms remove rust_emergency_reset/{VERSION} --all >/dev/null 2>&1; \
          rm -rf /lib/modules/*/updates/dkms/rust_emergency_reset.ko*; \
          dkms add rust_emergency_reset/{VERSION}"
@@ -152,7 +114,7 @@ fn make_krelease_builds_against_debians_headers_with_rust_metadata() {
         assert!(exported.contains(s), "{s} is not exported by {release}");
     }
     // Nothing was written into the headers package's own paths.
-    let hdr = root().join(format!("usr/src/linux-headers-{release}"));
+    let hdr = build_root().join(format!("usr/src/linux-headers-{release}"));
     assert!(hdr.join(".config").exists(), "{}", hdr.display());
     assert!(
         !hdr.join("rust").exists(),
@@ -171,7 +133,7 @@ fn dkms_install_builds_and_installs_the_module_that_resets_debians_kernel() {
     let inputs = Inputs::from_env();
     let release = inputs.kernel_name.clone();
     let root = dkms_add();
-    let (rc, log) = in_root(&format!(
+    let (rc, log) = in_build_root(&format!(
         "dkms install rust_emergency_reset/{VERSION} -k {release}"
     ));
     assert_eq!(rc, Some(0), "dkms install:\n{log}");
@@ -213,7 +175,7 @@ fn dkms_autoinstall_on_a_kernel_package_update_builds_the_module() {
     assert!(!ko.exists(), "{} before the update", ko.display());
     // The headers package's postinst runs /etc/kernel/header_postinst.d/dkms,
     // which autoinstalls every DKMS module for that kernel.
-    let (rc, log) = in_root(&format!(
+    let (rc, log) = in_build_root(&format!(
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall linux-headers-{release}"
     ));
     assert_eq!(rc, Some(0), "apt-get install --reinstall:\n{log}");
@@ -229,7 +191,7 @@ fn dkms_autoinstall_on_a_kernel_package_update_builds_the_module() {
 fn dkms_refuses_a_kernel_without_rust_and_its_install_goes_on() {
     let _one = dkms_lock();
     // Debian 13's default kernel (trixie, not backports) has no CONFIG_RUST.
-    let (rc, plain) = in_root(
+    let (rc, plain) = in_build_root(
         "v=$(apt-cache madison linux-headers-amd64 | awk -F' [|] ' '/ trixie\\// {print $2; exit}')
          r=$(apt-cache depends linux-headers-amd64=$v | sed -n 's/^ *Depends: linux-headers-\\(.*-amd64\\)$/\\1/p')
          DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -240,7 +202,7 @@ fn dkms_refuses_a_kernel_without_rust_and_its_install_goes_on() {
     assert_eq!(rc, Some(0), "Debian 13's default kernel headers: {plain}");
     let plain = plain.trim().to_string();
     let root = dkms_add();
-    let (rc, log) = in_root(&format!(
+    let (rc, log) = in_build_root(&format!(
         "dkms build rust_emergency_reset/{VERSION} -k {plain}"
     ));
     // DKMS's "skipped" status, and its message about dkms.conf's BUILD_EXCLUSIVE.
@@ -248,7 +210,7 @@ fn dkms_refuses_a_kernel_without_rust_and_its_install_goes_on() {
     assert!(log.contains("BUILD_EXCLUSIVE"), "{log}");
     // The autoinstall a kernel package runs skips the module and succeeds, so
     // installing a kernel without Rust is not broken by this module.
-    let (rc, log) = in_root(&format!("/etc/kernel/postinst.d/dkms {plain}"));
+    let (rc, log) = in_build_root(&format!("/etc/kernel/postinst.d/dkms {plain}"));
     assert_eq!(rc, Some(0), "the kernel's dkms hook:\n{log}");
     assert!(!installed(&root, &plain).exists());
 }
