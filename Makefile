@@ -201,7 +201,7 @@ QEMU_TESTS = --test seed --test engine --test faults --test module_file --test p
 	--test docs --test lockdown --test lockdown_signed --test harness --test last_words \
 	--test dead_methods --test reset_path --test network --test lockdep --test cfi
 QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian \
-	--test lockdown --test last_words --test dead_methods --test reset_path --test network --test tcg \
+	--test deb_install --test lockdown --test last_words --test dead_methods --test reset_path --test network --test tcg \
 	--test kdump
 # Every other flavour of Debian's kernel (DEBIAN_FLAVOURS after the first, which
 # is the primary kernel's) gets the core scenarios: the seed scenario and its
