@@ -65,34 +65,33 @@ pub fn in_build_root(script: &str) -> (Option<i32>, String) {
     output(Command::new(repo().join("scripts/debian-root.sh")).args(["--run", "sh", "-c", script]))
 }
 
-/// The host's cache (`scripts/debian-root.sh`'s): where the KDIRs are.
-fn host_cache() -> PathBuf {
-    match std::env::var_os("EMERGENCY_RESET_CACHE") {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"))
-            .join("rust_emergency_reset"),
-    }
-}
-
 /// A Debian 13 system to install packages into and break: an overlayfs whose
 /// lower layer is the build root, read only, and whose upper layer is a
 /// directory of its own under `target/throwaway/`, removed when it is made
 /// again. Each [`ThrowawayRoot::run`] mounts the overlay in a mount namespace
 /// of its own (gone with the command), with /proc, /dev and the directory of
 /// the packages `make deb` built (read only). Nothing of the host's cache is
-/// mounted: a KDIR the system is given ([`ThrowawayRoot::give_kdir`]) is a
-/// copy in its own `/var/cache/rust_emergency_reset`, so that a purge inside
-/// deletes that copy and nothing else.
+/// mounted: the KDIRs the system is given are copies in its own
+/// `/var/cache/rust_emergency_reset`, so that a purge inside deletes those
+/// copies and nothing else.
+///
+/// While it exists it holds the build root's apt lock (`debian-kdir.sh`'s),
+/// so that no apt of the suite's set-up changes the lower layer under it;
+/// [`dkms_lock`] keeps the tests that change the build root's DKMS tree away.
 pub struct ThrowawayRoot {
     dir: PathBuf,
     lower: PathBuf,
+    _apt: File,
 }
 
 impl ThrowawayRoot {
-    /// A fresh one: the build root as it is.
-    pub fn new(name: &str) -> ThrowawayRoot {
+    /// A fresh one: the build root as it is, with a copy of the KDIR that
+    /// `scripts/debian-kdir.sh` made for each of `releases` in the host's
+    /// cache (made first if missing), where DKMS's build looks
+    /// (`/var/cache/rust_emergency_reset`): the module then builds in
+    /// seconds rather than the minutes the Rust metadata takes. (The build
+    /// root holds the packages each KDIR was made with, so its key matches.)
+    pub fn new(name: &str, releases: &[String]) -> ThrowawayRoot {
         let dir = target_dir().join("throwaway").join(name);
         if dir.exists() {
             ok(Command::new("rm").arg("-rf").arg(&dir));
@@ -100,10 +99,57 @@ impl ThrowawayRoot {
         for d in ["upper", "work", "merged"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
+        // Made (or waited for) before the lock: it runs apt in the build root.
+        let made: Vec<PathBuf> = releases
+            .iter()
+            .map(|r| {
+                let kdir = ok(Command::new(repo().join("scripts/debian-kdir.sh")).arg(r));
+                Path::new(kdir.trim()).parent().unwrap().to_path_buf()
+            })
+            .collect();
+        let lower = build_root();
+        let lock = PathBuf::from(format!("{}.apt.lock", lower.display()));
+        let apt = File::create(&lock).unwrap_or_else(|e| panic!("{}: {e}", lock.display()));
+        apt.lock()
+            .unwrap_or_else(|e| panic!("{}: {e}", lock.display()));
+        let cache = dir.join("upper/var/cache/rust_emergency_reset");
+        std::fs::create_dir_all(&cache).unwrap();
+        for (release, made) in releases.iter().zip(made) {
+            let name = made.file_name().unwrap();
+            ok(Command::new("cp")
+                .arg("-a")
+                .arg(&made)
+                .arg(cache.join(name)));
+            // Its Makefile names the directory it is in (debian-kdir.sh's
+            // KBUILD_OUTPUT=): kbuild builds an external module into the
+            // KDIR itself when it is entered by another path. As
+            // debian-kdir.sh would have made it there.
+            let makefile = cache.join(name).join("kdir/Makefile");
+            let text = std::fs::read_to_string(&makefile).unwrap();
+            let inside = Path::new("/var/cache/rust_emergency_reset")
+                .join(name)
+                .join("kdir");
+            let from = format!("KBUILD_OUTPUT={}\n", made.join("kdir").display());
+            assert!(text.contains(&from), "{}: {text}", makefile.display());
+            let to = format!("KBUILD_OUTPUT={}\n", inside.display());
+            std::fs::write(&makefile, text.replace(&from, &to)).unwrap();
+            std::os::unix::fs::symlink(name, cache.join(format!("debian-kdir-{release}"))).unwrap();
+        }
         ThrowawayRoot {
             dir,
-            lower: build_root(),
+            lower,
+            _apt: apt,
         }
+    }
+
+    /// The copy of `release`'s KDIR the system was given, as its upper layer
+    /// holds it.
+    pub fn kdir(&self, release: &str) -> PathBuf {
+        let link = self.written(&format!(
+            "var/cache/rust_emergency_reset/debian-kdir-{release}"
+        ));
+        let name = std::fs::read_link(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display()));
+        link.parent().unwrap().join(name).join("kdir")
     }
 
     /// The packages' directory, as mounted inside.
@@ -122,7 +168,7 @@ impl ThrowawayRoot {
     /// status and output.
     pub fn run(&self, script: &str) -> (Option<i32>, String) {
         let mount = r#"
-            lower=$1 dir=$2 debs=$3 hostcache=$4 script=$5
+            lower=$1 dir=$2 debs=$3 script=$4
             m=$dir/merged
             mount -t overlay overlay -o "lowerdir=$lower,upperdir=$dir/upper,workdir=$dir/work" "$m"
             mount -t proc proc "$m/proc"
@@ -130,12 +176,6 @@ impl ThrowawayRoot {
             mkdir -p "$m$debs"
             mount --bind "$debs" "$m$debs"
             mount -o remount,bind,ro "$m$debs"
-            # A KDIR's Makefile names the path it was made at, in the host's
-            # cache: inside, that path is the system's own cache.
-            if [ -d "$m/var/cache/rust_emergency_reset" ]; then
-                mkdir -p "$m$hostcache"
-                mount --bind "$m/var/cache/rust_emergency_reset" "$m$hostcache"
-            fi
             cp /etc/resolv.conf "$m/etc/resolv.conf"
             exec chroot "$m" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
                 LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive sh -c "$script"
@@ -155,7 +195,6 @@ impl ThrowawayRoot {
                 .arg(&self.lower)
                 .arg(&self.dir)
                 .arg(Self::debs())
-                .arg(host_cache())
                 .arg(script),
         )
     }
@@ -165,25 +204,5 @@ impl ThrowawayRoot {
         let (rc, out) = self.run(script);
         assert_eq!(rc, Some(0), "{script}:\n{out}");
         out
-    }
-
-    /// Gives the system the KDIR that `scripts/debian-kdir.sh` made for
-    /// `release` in the host's cache (making it if missing): a copy in its
-    /// `/var/cache/rust_emergency_reset`, where DKMS's build looks, so that
-    /// the module builds in seconds rather than the minutes the Rust metadata
-    /// takes. The system's packages must be those the KDIR was made with (the
-    /// build root's), or DKMS's build makes its own.
-    pub fn give_kdir(&self, release: &str) -> PathBuf {
-        let kdir = ok(Command::new(repo().join("scripts/debian-kdir.sh")).arg(release));
-        let made = Path::new(kdir.trim()).parent().unwrap().to_path_buf();
-        let cache = self.written("var/cache/rust_emergency_reset");
-        std::fs::create_dir_all(&cache).unwrap();
-        let name = made.file_name().unwrap();
-        ok(Command::new("cp")
-            .arg("-a")
-            .arg(&made)
-            .arg(cache.join(name)));
-        std::os::unix::fs::symlink(name, cache.join(format!("debian-kdir-{release}"))).unwrap();
-        cache.join(name).join("kdir")
     }
 }
