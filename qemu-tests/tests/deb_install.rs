@@ -205,25 +205,14 @@ fn apt_install_builds_for_every_rust_kernel_upgrade_rebuilds_and_purge_leaves_no
     // A newer version of the package (the same files, version 0.1.0-2, made
     // with dpkg-deb): DKMS rebuilds the module for every kernel.
     let step = Instant::now();
-    let unpacked = sys.written("root/newer");
-    ok(Command::new("dpkg-deb")
-        .arg("-R")
-        .arg(deb(DKMS_PACKAGE))
-        .arg(&unpacked));
-    let control = unpacked.join("DEBIAN/control");
-    let text = std::fs::read_to_string(&control).unwrap();
-    let old = text.lines().find(|l| l.starts_with("Version: ")).unwrap();
-    std::fs::write(
-        &control,
-        text.replace(old, &format!("Version: {MODULE_VERSION}-2")),
-    )
-    .unwrap();
-    let newer = sys.written("root/rust-emergency-reset-dkms_newer_all.deb");
-    ok(Command::new("dpkg-deb")
-        .arg("-b")
-        .arg(&unpacked)
-        .arg(&newer));
-    std::fs::remove_dir_all(&unpacked).unwrap();
+    sys.ok(&format!(
+        "set -e
+         dpkg-deb -R {} /root/newer
+         sed -i 's/^Version: .*/Version: {MODULE_VERSION}-2/' /root/newer/DEBIAN/control
+         dpkg-deb -b /root/newer /root/rust-emergency-reset-dkms_newer_all.deb
+         rm -r /root/newer",
+        deb(DKMS_PACKAGE).display()
+    ));
     let before = SystemTime::now();
     let out = sys.ok("apt install -y /root/rust-emergency-reset-dkms_newer_all.deb");
     eprintln!(
