@@ -3,7 +3,8 @@
 //! The package `make deb` built, installed as a sysadmin installs it: `apt
 //! install ./rust-emergency-reset-dkms_*.deb` on a Debian 13 system with
 //! Debian's Rust-enabled kernels' headers, then upgraded, then purged; a
-//! kernel without Rust and a kernel whose build fails, installed beside it.
+//! kernel whose build fails, a kernel without Rust and another Rust kernel,
+//! installed beside it.
 //! The system is a [`ThrowawayRoot`]: an overlay on the Debian 13 build root,
 //! which stays as it was, given copies of the KDIRs the suite made (the Rust
 //! metadata the headers lack) so that DKMS builds the module in seconds. The
@@ -266,12 +267,13 @@ fn apt_install_builds_for_every_rust_kernel_upgrade_rebuilds_and_purge_leaves_no
 }
 
 #[test]
-fn a_failed_build_and_a_kernel_without_rust_leave_dpkg_clean() {
+fn a_failed_build_leaves_dpkg_clean_and_kernels_installed_later_are_built_or_skipped() {
     let _one = dkms_lock();
     let inputs = Inputs::from_env();
-    let kernel = inputs.kernel_name.clone();
+    let kernels = rust_kernels(&inputs);
+    let (kernel, later) = (kernels[0].clone(), kernels[1].clone());
     let start = Instant::now();
-    let sys = ThrowawayRoot::new("failures", std::slice::from_ref(&kernel));
+    let sys = ThrowawayRoot::new("failures", &kernels);
     // A broken KDIR: its Rust metadata for the kernel crate is empty.
     std::fs::write(sys.kdir(&kernel).join("rust/libkernel.rmeta"), b"").unwrap();
     only_these_kernels(&sys, std::slice::from_ref(&kernel));
@@ -328,5 +330,22 @@ fn a_failed_build_and_a_kernel_without_rust_leave_dpkg_clean() {
     assert_eq!(why.len(), 1, "one line saying why, in:\n{out}");
     assert!(installed_module(&sys, &plain).is_none());
     assert_dpkg_clean(&sys, "installing a kernel without Rust");
+
+    // Another Rust kernel's headers, installed after the package: DKMS's
+    // autoinstall (the headers' hook) builds and installs the module for it,
+    // the broken kernel notwithstanding.
+    let step = Instant::now();
+    let out = sys.ok(&format!("apt-get install -y -q linux-headers-{later}"));
+    eprintln!(
+        "deb_install: the headers of {later}, autoinstall: {}",
+        seconds(step)
+    );
+    let status = sys.ok("dkms status");
+    let line = format!("rust_emergency_reset/{MODULE_VERSION}, {later}, x86_64: installed");
+    assert!(status.contains(&line), "no {line:?} in:\n{status}\n{out}");
+    let ko = installed_module(&sys, &later).unwrap_or_else(|| panic!("no module for {later}"));
+    assert!(modinfo(&ko, "vermagic").starts_with(&format!("{later} ")));
+    assert!(installed_module(&sys, &kernel).is_none());
+    assert_dpkg_clean(&sys, "installing another Rust kernel");
     eprintln!("deb_install: the whole test: {}", seconds(start));
 }
