@@ -24,9 +24,9 @@
 # linux-source in it (the KDIRs themselves are keyed by package and compiler
 # versions, not by the root, and would stay). As its own root it costs a cold
 # run one more debootstrap, made in the background set-up beside the test
-# kernel's build, and a warm run nothing. It holds build-essential, the
-# Build-Depends of debian/control and lintian, and no more, so that
-# dpkg-buildpackage's own check of the Build-Depends is a real one; the
+# kernel's build, and a warm run nothing. It holds build-essential, lintian
+# and the Build-Depends of debian/control (apt-get build-dep), and no more, so
+# that dpkg-buildpackage's own check of the Build-Depends is a real one; the
 # trixie build root stays the plain machine the package is installed on
 # (qemu-tests/tests/deb_install.rs).
 #
@@ -84,9 +84,13 @@ if [ -n "$packaging" ]; then
 		echo "debian-root: --packaging: the packages are built on Debian 13 (trixie) only" >&2
 		exit 2
 	}
-	RECIPE="debootstrap minbase trixie; trixie trixie-updates trixie-security trixie-backports; packaging; v1"
-	# debian/control's Build-Depends, and what builds and checks a package.
-	PKGS="build-essential dpkg-dev debhelper dh-dkms dh-cargo cargo python3 librust-hmac-dev librust-sha2-dev help2man lintian"
+	# What builds and checks a package; then debian/control's Build-Depends,
+	# installed by apt-get build-dep. The field is part of the key: a change to
+	# it makes a new root.
+	builddeps=$(awk '/^Build-Depends:/ {f = 1; print; next} f && /^[ \t]/ {print; next} {f = 0}' \
+		"$here/../debian/control")
+	RECIPE="debootstrap minbase trixie; trixie trixie-updates trixie-security trixie-backports; packaging: apt-get build-dep of $builddeps; v2"
+	PKGS="build-essential lintian"
 	name=debian13-packaging
 fi
 
@@ -192,6 +196,14 @@ SRC
 		log "installing the build packages failed (log: $root.apt.log)"
 		exit 1
 	}
+	if [ -n "$packaging" ]; then
+		in_root env DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -qq "$(cd "$here/.." && pwd)" \
+			>>"$root.apt.log" 2>&1 || {
+			tail -20 "$root.apt.log" >&2
+			log "installing debian/control's Build-Depends failed (log: $root.apt.log)"
+			exit 1
+		}
+	fi
 	echo $(($(date +%s) - start)) >"$root.seconds"
 	touch "$root/.ready"
 	log "made in $(cat "$root.seconds") s: $(in_root rustc --version)"
