@@ -89,10 +89,10 @@ fn only_these_kernels(sys: &ThrowawayRoot, kernels: &[String]) {
          find /usr/lib/modules -name 'rust_emergency_reset.ko*' -delete
          others=$(dpkg-query -W -f='${{Package}} ${{Status}}\\n' 'linux-headers-*' |
              awk '$NF != \"not-installed\" && $1 ~ /^linux-headers-[0-9].*-(amd64|cloud-amd64|rt-amd64)$/ {{print $1}}' |
-             {{ grep -vxF -e {} || true; }})
+             {{ grep -vxF -e '' {} || true; }})
          [ -z \"$others\" ] || apt-get purge -y -q $others >/dev/null
          for k in {}; do test -f /usr/src/linux-headers-$k/.config; done",
-        keep.join(" -e "),
+        keep.iter().map(|k| format!("-e {k}")).collect::<Vec<_>>().join(" "),
         kernels.join(" ")
     ));
 }
@@ -348,4 +348,72 @@ fn a_failed_build_leaves_dpkg_clean_and_kernels_installed_later_are_built_or_ski
     assert!(installed_module(&sys, &kernel).is_none());
     assert_dpkg_clean(&sys, "installing another Rust kernel");
     eprintln!("deb_install: the whole test: {}", seconds(start));
+}
+
+/// Installs a `mokutil` that answers `--sb-state` with `sb_state` and
+/// `--test-key FILE` with "FILE `test_key`" (what the real one prints), or
+/// fails at both when `sb_state` is empty (a machine without EFI variables).
+fn firmware_says(sys: &ThrowawayRoot, sb_state: &str, test_key: &str) {
+    let body = if sb_state.is_empty() {
+        "echo 'EFI variables are not supported on this system' >&2; exit 1".to_string()
+    } else {
+        format!(
+            "case $1 in --sb-state) echo '{sb_state}' ;; --test-key) echo \"$2 {test_key}\" ;; \
+             *) exit 1 ;; esac"
+        )
+    };
+    sys.ok(&format!(
+        "printf '#!/bin/sh\\n%s\\n' '{}' >/usr/bin/mokutil && chmod 755 /usr/bin/mokutil",
+        body.replace('\'', "'\\''")
+    ));
+}
+
+#[test]
+fn the_postinst_names_the_mok_command_only_under_secure_boot_without_the_key() {
+    let _one = dkms_lock();
+    let start = Instant::now();
+    // No Rust kernel: nothing to build, only the postinst's words.
+    let sys = ThrowawayRoot::new("mok", &[]);
+    only_these_kernels(&sys, &[]);
+    sys.ok(&format!(
+        "apt install -y --no-install-recommends {}",
+        deb(DKMS_PACKAGE).display()
+    ));
+    // DKMS's own signing key, as its first build would make it.
+    sys.ok("test -f /var/lib/dkms/mok.pub || dkms generate_mok");
+    let command = "mokutil --import /var/lib/dkms/mok.pub";
+    let cases = [
+        ("SecureBoot enabled", "is not enrolled", true),
+        ("SecureBoot enabled", "is already enrolled", false),
+        (
+            "SecureBoot enabled",
+            "is already in the enrollment request",
+            false,
+        ),
+        ("SecureBoot disabled", "is not enrolled", false),
+        ("", "", false),
+    ];
+    for (sb_state, test_key, hint) in cases {
+        firmware_says(&sys, sb_state, test_key);
+        // The postinst's configure step again, as dpkg runs it.
+        let out = sys.ok("dpkg-reconfigure rust-emergency-reset-dkms");
+        assert_eq!(
+            out.contains(command),
+            hint,
+            "firmware {sb_state:?}, key {test_key:?}:\n{out}"
+        );
+        if hint {
+            let line = out.lines().find(|l| l.contains(command)).unwrap();
+            assert_eq!(
+                line.trim(),
+                command,
+                "the command on a line of its own:\n{out}"
+            );
+        }
+    }
+    assert_dpkg_clean(&sys, "the postinst under every firmware answer");
+    eprintln!(
+        "deb_install: the MOK hint, five firmware answers: {}",
+        seconds(start)
+    );
 }
