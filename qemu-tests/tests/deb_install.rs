@@ -4,7 +4,9 @@
 //! install ./rust-emergency-reset-dkms_*.deb` on a Debian 13 system with
 //! Debian's Rust-enabled kernels' headers, then upgraded, then purged; a
 //! kernel whose build fails, a kernel without Rust and another Rust kernel,
-//! installed beside it.
+//! installed beside it; the postinst's word about DKMS's MOK under each
+//! answer the firmware (`mokutil`) can give.
+//!
 //! The system is a [`ThrowawayRoot`]: an overlay on the Debian 13 build root,
 //! which stays as it was, given copies of the KDIRs the suite made (the Rust
 //! metadata the headers lack) so that DKMS builds the module in seconds. The
