@@ -419,3 +419,35 @@ fn the_postinst_names_the_mok_command_only_under_secure_boot_without_the_key() {
         seconds(start)
     );
 }
+
+#[test]
+fn without_the_kernels_source_the_install_says_which_package_to_get() {
+    let _one = dkms_lock();
+    let inputs = Inputs::from_env();
+    let kernel = inputs.kernel_name.clone();
+    let start = Instant::now();
+    let sys = ThrowawayRoot::new("no-source", std::slice::from_ref(&kernel));
+    only_these_kernels(&sys, std::slice::from_ref(&kernel));
+    // The source the Rust metadata is made from is a Recommends, which
+    // `--no-install-recommends` (or its removal) leaves out.
+    let series = kernel.split('.').take(2).collect::<Vec<_>>().join(".");
+    sys.ok(&format!("apt-get purge -y -q linux-source-{series}"));
+    let (rc, out) = sys.run(&format!(
+        "apt install -y --no-install-recommends {}",
+        deb(DKMS_PACKAGE).display()
+    ));
+    assert_eq!(rc, Some(0), "apt install:\n{out}");
+    // debian-kdir.sh's one line, through DKMS's log, names the package and
+    // its version (the kernel's).
+    let version = sys.ok(&format!(
+        "dpkg-query -W -f='${{Version}}' linux-headers-{kernel}"
+    ));
+    let wanted = format!("linux-source-{series}={version} (installed: none)");
+    assert!(out.contains(&wanted), "no {wanted:?} in:\n{out}");
+    assert!(
+        out.contains(&format!("the module is not built for {kernel}")),
+        "{out}"
+    );
+    assert_dpkg_clean(&sys, "an install without the kernel's source");
+    eprintln!("deb_install: without linux-source: {}", seconds(start));
+}
