@@ -132,7 +132,9 @@ check_native() {
 # Builds RELEASE's KDIR natively (Debian 13) unless the cache has it; prints it.
 make_native() {
 	local r=$1 hdr=/usr/src/linux-headers-$1 key out kdir src cc kbuild start
-	key=$(check_native "$r")
+	# Explicitly: make_native runs inside $(...) (--make), where bash clears
+	# set -e, and check_native's refusal would go unheeded.
+	key=$(check_native "$r") || exit 1
 	out="$cache/debian-kdir-$r-$key"
 	kdir="$out/kdir"
 	mkdir -p "$cache"

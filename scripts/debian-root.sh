@@ -12,8 +12,23 @@
 #   scripts/debian-root.sh [--suite forky] --print-dir   print its path, make nothing
 #   scripts/debian-root.sh [--suite forky] --run CMD...  run CMD inside it (chroot, /proc
 #                                        mounted, the clone and the cache at the same paths)
+#   scripts/debian-root.sh --packaging [--print-dir | --run CMD...]
+#                                        the same for the Debian 13 root that builds
+#                                        the project's .debs (make deb)
 #
 # The suite is trixie unless --suite says forky or sid (or $RER_SUITE does).
+#
+# The packaging root is a root of its own, not the trixie build root with the
+# packaging tools added: adding them would change that root's key, and every
+# machine would debootstrap it again and reinstall each kernel's headers and
+# linux-source in it (the KDIRs themselves are keyed by package and compiler
+# versions, not by the root, and would stay). As its own root it costs a cold
+# run one more debootstrap, made in the background set-up beside the test
+# kernel's build, and a warm run nothing. It holds build-essential, lintian
+# and the Build-Depends of debian/control (apt-get build-dep), and no more, so
+# that dpkg-buildpackage's own check of the Build-Depends is a real one; the
+# trixie build root stays the plain machine the package is installed on
+# (qemu-tests/tests/deb_install.rs).
 #
 # Made with debootstrap into the cache ($EMERGENCY_RESET_CACHE, else
 # $XDG_CACHE_HOME/rust_emergency_reset, else ~/.cache/rust_emergency_reset),
@@ -24,9 +39,14 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 suite=${RER_SUITE:-trixie}
+packaging=
 if [ "${1:-}" = --suite ]; then
 	suite=${2:-}
 	shift 2
+fi
+if [ "${1:-}" = --packaging ]; then
+	packaging=1
+	shift
 fi
 # The build packages; the compiler is the suite's.
 pkgs() {
@@ -59,6 +79,20 @@ sid)
 	exit 2
 	;;
 esac
+if [ -n "$packaging" ]; then
+	[ "$suite" = trixie ] || {
+		echo "debian-root: --packaging: the packages are built on Debian 13 (trixie) only" >&2
+		exit 2
+	}
+	# What builds and checks a package; then debian/control's Build-Depends,
+	# installed by apt-get build-dep. The field is part of the key: a change to
+	# it makes a new root.
+	builddeps=$(awk '/^Build-Depends:/ {f = 1; print; next} f && /^[ \t]/ {print; next} {f = 0}' \
+		"$here/../debian/control")
+	RECIPE="debootstrap minbase trixie; trixie trixie-updates trixie-security trixie-backports; packaging: apt-get build-dep of $builddeps; v2"
+	PKGS="build-essential lintian"
+	name=debian13-packaging
+fi
 
 log() { echo "debian-root: $*" >&2; }
 
@@ -98,7 +132,7 @@ case "${1:-}" in
 	;;
 "") ;;
 *)
-	echo "usage: $0 [--print-dir | --run CMD...]" >&2
+	echo "usage: $0 [--suite trixie|forky|sid] [--packaging] [--print-dir | --run CMD...]" >&2
 	exit 2
 	;;
 esac
@@ -162,6 +196,14 @@ SRC
 		log "installing the build packages failed (log: $root.apt.log)"
 		exit 1
 	}
+	if [ -n "$packaging" ]; then
+		in_root env DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -qq "$(cd "$here/.." && pwd)" \
+			>>"$root.apt.log" 2>&1 || {
+			tail -20 "$root.apt.log" >&2
+			log "installing debian/control's Build-Depends failed (log: $root.apt.log)"
+			exit 1
+		}
+	fi
 	echo $(($(date +%s) - start)) >"$root.seconds"
 	touch "$root/.ready"
 	log "made in $(cat "$root.seconds") s: $(in_root rustc --version)"

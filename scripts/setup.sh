@@ -13,7 +13,8 @@ set -euo pipefail
 BINDGEN_VERSION=0.73.2
 LLVM_PKGS="clang-19 lld-19 llvm-19 libclang-19-dev"
 BUILD_PKGS="build-essential flex bison bc libelf-dev libssl-dev openssl cpio xz-utils kmod"
-TEST_PKGS="busybox-static dkms fonts-dejavu-core python3-docutils debootstrap iproute2 socat"
+# git: make deb packages the files git knows; dpkg-deb (dpkg) reads the packages.
+TEST_PKGS="busybox-static dkms fonts-dejavu-core python3-docutils debootstrap iproute2 socat git"
 # The Secure Boot machine (qemu-tests/src/firmware.rs): OVMF, the ESP's tools,
 # and a venv for virt-firmware (PyPI), whose virt-fw-vars enrolls the MOK.
 SB_PKGS="ovmf gdisk dosfstools mtools python3-venv"

@@ -49,13 +49,15 @@
 //! - [`firmware`]: a Secure Boot machine ([`Guest::secure_boot`]): OVMF and
 //!   its variable store with or without a MOK, the EFI system partition with
 //!   shim, grub and the kernel, the boot's phases timed.
-//! - [`dkms`]: DKMS in the Debian 13 build root, for the tests that install
-//!   the module as a sysadmin does.
+//! - [`debian_root`]: the Debian 13 build root for the tests that run Debian's
+//!   `dkms` and `apt`: commands in it, their lock, the module registered in
+//!   its DKMS tree for one test, and a throwaway overlay on it
+//!   ([`debian_root::ThrowawayRoot`]).
 
 pub mod acpi;
 pub mod console;
 mod cpio;
-pub mod dkms;
+pub mod debian_root;
 pub mod firmware;
 mod guest;
 mod helpers;

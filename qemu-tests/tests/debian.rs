@@ -10,14 +10,13 @@
 //! the `.ko` that `make KRELEASE=<release>` built (the other suites boot it).
 
 use qemu_tests::{
-    dkms::{
-        dkms_add,
+    debian_root::{
+        build_root,
         dkms_lock,
-        in_root,
+        in_build_root,
         installed,
         ok,
         repo,
-        root,
         VERSION, //
     },
     run,
@@ -88,7 +87,7 @@ fn make_krelease_builds_against_debians_headers_with_rust_metadata() {
         assert!(exported.contains(s), "{s} is not exported by {release}");
     }
     // Nothing was written into the headers package's own paths.
-    let hdr = root().join(format!("usr/src/linux-headers-{release}"));
+    let hdr = build_root().join(format!("usr/src/linux-headers-{release}"));
     assert!(hdr.join(".config").exists(), "{}", hdr.display());
     assert!(
         !hdr.join("rust").exists(),
@@ -103,11 +102,11 @@ fn make_krelease_builds_against_debians_headers_with_rust_metadata() {
 
 #[test]
 fn dkms_install_builds_and_installs_the_module_that_resets_debians_kernel() {
-    let _one = dkms_lock();
+    let mut one = dkms_lock();
     let inputs = Inputs::from_env();
     let release = inputs.kernel_name.clone();
-    let root = dkms_add();
-    let (rc, log) = in_root(&format!(
+    let root = one.add();
+    let (rc, log) = in_build_root(&format!(
         "dkms install rust_emergency_reset/{VERSION} -k {release}"
     ));
     assert_eq!(rc, Some(0), "dkms install:\n{log}");
@@ -141,15 +140,15 @@ fn dkms_install_builds_and_installs_the_module_that_resets_debians_kernel() {
 
 #[test]
 fn dkms_autoinstall_on_a_kernel_package_update_builds_the_module() {
-    let _one = dkms_lock();
+    let mut one = dkms_lock();
     let inputs = Inputs::from_env();
     let release = inputs.kernel_name.clone();
-    let root = dkms_add();
+    let root = one.add();
     let ko = installed(&root, &release);
     assert!(!ko.exists(), "{} before the update", ko.display());
     // The headers package's postinst runs /etc/kernel/header_postinst.d/dkms,
     // which autoinstalls every DKMS module for that kernel.
-    let (rc, log) = in_root(&format!(
+    let (rc, log) = in_build_root(&format!(
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall linux-headers-{release}"
     ));
     assert_eq!(rc, Some(0), "apt-get install --reinstall:\n{log}");
@@ -163,9 +162,9 @@ fn dkms_autoinstall_on_a_kernel_package_update_builds_the_module() {
 
 #[test]
 fn dkms_refuses_a_kernel_without_rust_and_its_install_goes_on() {
-    let _one = dkms_lock();
+    let mut one = dkms_lock();
     // Debian 13's default kernel (trixie, not backports) has no CONFIG_RUST.
-    let (rc, plain) = in_root(
+    let (rc, plain) = in_build_root(
         "v=$(apt-cache madison linux-headers-amd64 | awk -F' [|] ' '/ trixie\\// {print $2; exit}')
          r=$(apt-cache depends linux-headers-amd64=$v | sed -n 's/^ *Depends: linux-headers-\\(.*-amd64\\)$/\\1/p')
          DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -175,8 +174,8 @@ fn dkms_refuses_a_kernel_without_rust_and_its_install_goes_on() {
     );
     assert_eq!(rc, Some(0), "Debian 13's default kernel headers: {plain}");
     let plain = plain.trim().to_string();
-    let root = dkms_add();
-    let (rc, log) = in_root(&format!(
+    let root = one.add();
+    let (rc, log) = in_build_root(&format!(
         "dkms build rust_emergency_reset/{VERSION} -k {plain}"
     ));
     // DKMS's "skipped" status, and its message about dkms.conf's BUILD_EXCLUSIVE.
@@ -184,7 +183,7 @@ fn dkms_refuses_a_kernel_without_rust_and_its_install_goes_on() {
     assert!(log.contains("BUILD_EXCLUSIVE"), "{log}");
     // The autoinstall a kernel package runs skips the module and succeeds, so
     // installing a kernel without Rust is not broken by this module.
-    let (rc, log) = in_root(&format!("/etc/kernel/postinst.d/dkms {plain}"));
+    let (rc, log) = in_build_root(&format!("/etc/kernel/postinst.d/dkms {plain}"));
     assert_eq!(rc, Some(0), "the kernel's dkms hook:\n{log}");
     assert!(!installed(&root, &plain).exists());
 }

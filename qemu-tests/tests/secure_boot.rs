@@ -25,10 +25,9 @@
 //! Run by `make check` in its pass on Debian's primary kernel.
 
 use qemu_tests::{
-    dkms::{
-        dkms_add,
+    debian_root::{
         dkms_lock,
-        in_root,
+        in_build_root,
         installed,
         VERSION, //
     },
@@ -101,9 +100,9 @@ fn dkms_signed(inputs: &Inputs, test: &str, test_modules: &[&str]) -> Signed {
     let dir = inputs.target_dir("secure-boot").join(test);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    let one = dkms_lock();
-    let root = dkms_add();
-    let (rc, log) = in_root(&format!(
+    let mut one = dkms_lock();
+    let root = one.add();
+    let (rc, log) = in_build_root(&format!(
         "dkms install rust_emergency_reset/{VERSION} -k {release}"
     ));
     assert_eq!(rc, Some(0), "dkms install:\n{log}");
@@ -144,7 +143,7 @@ fn sign(inputs: &Inputs, ko: &Path, key: &Path, cert: &Path) {
         .find_map(|l| l.strip_prefix("CONFIG_MODULE_SIG_HASH="))
         .map(|h| h.trim_matches('"').to_string())
         .unwrap_or_else(|| "sha256".to_string());
-    let (rc, log) = in_root(&format!(
+    let (rc, log) = in_build_root(&format!(
         "'{}/scripts/sign-file' {hash} '{}' '{}' '{}'",
         inputs.kdir.display(),
         key.display(),
@@ -161,7 +160,7 @@ fn signed_with_a_key_not_enrolled(inputs: &Inputs, signed: &Signed) -> PathBuf {
     let dir = signed.dir.join("not-enrolled");
     let ko = unsigned_copy(&signed.dkms_ko, &dir);
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.der"));
-    let (rc, log) = in_root(&format!(
+    let (rc, log) = in_build_root(&format!(
         "openssl req -new -x509 -nodes -days 1 -subj '/CN=A key nobody enrolled' \
          -newkey rsa:2048 -keyout '{}' -outform DER -out '{}'",
         key.display(),

@@ -18,6 +18,8 @@
 //! - `--time MS`: the Unix time in milliseconds to put in the packet;
 //!   default: now. The target accepts only times within `net_window=` of its clock.
 //! - `--print`: write the payload to standard output instead of sending it.
+//! - `--help`, `--version`: print the help (the man page is made from it,
+//!   with help2man) or the version, and exit.
 //!
 //! Exit status: 0 sent (or printed), 1 failed, 2 usage error.
 
@@ -30,6 +32,39 @@ use emergency_reset_send::{packet, random_nonce, read_key_file};
 
 const USAGE: &str = "usage: emergency-reset-send --key-file FILE --to HOST:PORT \
                      [--method kbd|acpi|cf9|triple] [--as ADDR] [--time MS] [--print]";
+
+/// `--help`: what the man page says (Debian's package makes it with help2man:
+/// the usage, the description, then sections whose headings end with a colon).
+const HELP: &str = "\
+Usage: emergency-reset-send --key-file FILE --to HOST:PORT [--method M] [--as ADDR] [--time MS] [--print]
+
+Resets a wedged machine over the network: sends one authenticated UDP datagram
+to a machine running the rust_emergency_reset kernel module with net_port= and
+net_key= set; the module's netfilter hook checks the datagram's HMAC-SHA256 and
+resets that machine at once, however dead its userspace is.
+
+Options:
+  --key-file FILE  the key, in hex, as given to the module's net_key=; the file
+                   must not be accessible to other users (chmod 600 FILE)
+  --to HOST:PORT   where to send: HOST is an IPv4 address, [IPv6] or a name (its
+                   first address is used); PORT is the module's net_port=
+  --method M       reset with method M only (kbd, acpi, cf9 or triple) rather than
+                   the module's configured order
+  --as ADDR        the destination address as the target sees it, when a NAT sits
+                   between; default: the address of --to
+  --time MS        the Unix time in milliseconds to put in the packet; default: now.
+                   The target accepts only times within its net_window= of its clock
+  --print          write the payload to standard output instead of sending it
+  --help           print this help and exit
+  --version        print the version and exit
+
+Exit status:
+  0 sent (or printed), 1 failed, 2 usage error.
+
+See also:
+  The module's documentation: Documentation/admin-guide/emergency-reset.rst in
+  its source, section \"Network trigger\".
+";
 
 /// The methods `--method` takes.
 const METHODS: [&str; 4] = ["kbd", "acpi", "cf9", "triple"];
@@ -90,7 +125,11 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, Failure> {
             continue;
         }
         if arg == "-h" || arg == "--help" {
-            return Err(Failure(USAGE.to_string(), 0));
+            return Err(Failure(HELP.trim_end().to_string(), 0));
+        }
+        if arg == "--version" {
+            let version = concat!("emergency-reset-send ", env!("CARGO_PKG_VERSION"));
+            return Err(Failure(version.to_string(), 0));
         }
         let name = match arg.as_str() {
             "--key-file" | "--to" | "--method" | "--as" | "--time" => arg,

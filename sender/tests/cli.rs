@@ -228,3 +228,46 @@ fn errors_exit_with_a_message() {
     fs::remove_file(open).unwrap();
     fs::remove_file(key).unwrap();
 }
+
+#[test]
+fn help_and_version_are_what_the_man_page_is_made_from() {
+    let out = run(&["--help"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let help = String::from_utf8(out.stdout).unwrap();
+    // help2man's synopsis is the "Usage:" line; its sections, the headings.
+    assert!(
+        help.starts_with("Usage: emergency-reset-send --key-file FILE --to HOST:PORT"),
+        "{help}"
+    );
+    for heading in ["\nOptions:\n", "\nExit status:\n", "\nSee also:\n"] {
+        assert!(help.contains(heading), "no {heading:?} in:\n{help}");
+    }
+    // Every option the parser takes is described.
+    for option in [
+        "--key-file FILE",
+        "--to HOST:PORT",
+        "--method M",
+        "--as ADDR",
+        "--time MS",
+        "--print",
+        "--help",
+        "--version",
+    ] {
+        assert!(
+            help.contains(&format!("\n  {option} ")),
+            "{option} undocumented in:\n{help}"
+        );
+    }
+    assert_eq!(run(&["-h"]).stdout, help.as_bytes());
+
+    let out = run(&["--version"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("emergency-reset-send {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    // Anywhere on the line, before or after other arguments.
+    let out = run(&["--to", "127.0.0.1:5555", "--version"]);
+    assert!(out.status.success(), "{out:?}");
+}
