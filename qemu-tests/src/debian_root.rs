@@ -41,7 +41,10 @@ fn lock(path: &Path) -> File {
 pub fn dkms_lock() -> DkmsLock {
     DkmsLock {
         apt: None,
-        _dkms: lock(&PathBuf::from(format!("{}.dkms.lock", build_root().display()))),
+        _dkms: lock(&PathBuf::from(format!(
+            "{}.dkms.lock",
+            build_root().display()
+        ))),
     }
 }
 

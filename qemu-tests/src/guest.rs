@@ -284,6 +284,21 @@ impl Guest {
         self
     }
 
+    /// Seed 000's scenario with `ko` as the module (one DKMS or a package
+    /// installed): loaded, `reboot -f` stuck behind an oops that holds the
+    /// reboot mutex, then `reset` written to the device
+    /// ([`Outcome::assert_seed_reset`](crate::Outcome::assert_seed_reset)).
+    pub fn seed_with(name: &str, inputs: &Inputs, ko: PathBuf) -> Guest {
+        let scenario = format!(
+            "insmod /modules/rust_emergency_reset.ko\necho \"RER-LOADED rc=$?\"\n\
+             {STUCK_REBOOT}{DRAIN}\necho reset > /dev/emergency_reset\n"
+        );
+        Guest::new(name, inputs, &scenario)
+            .without_our_module(inputs)
+            .with_module(ko)
+            .with_module(inputs.test_module("rer_oops_transition"))
+    }
+
     /// The same guest without `rust_emergency_reset.ko`.
     pub fn without_our_module(mut self, inputs: &Inputs) -> Guest {
         self.modules.retain(|m| m != &inputs.module);

@@ -333,6 +333,19 @@ impl Outcome {
         );
     }
 
+    /// Asserts what [`Guest::seed_with`](crate::Guest::seed_with) must show:
+    /// the module loaded, `reboot -f` stuck in D state, and the reset by the
+    /// device's write, with the keyboard controller.
+    pub fn assert_seed_reset(&self) {
+        assert!(self.saw("RER-LOADED rc=0"), "log {}", self.log.display());
+        assert!(
+            self.saw("RER-REBOOT-STATE D"),
+            "reboot -f not stuck (log {})",
+            self.log.display()
+        );
+        self.assert_reset_by("/dev/emergency_reset", "kbd");
+    }
+
     /// Asserts that the guest reset, naming the log otherwise.
     pub fn assert_reset(&self) {
         assert_eq!(

@@ -23,13 +23,12 @@ use qemu_tests::{
         dkms_lock,
         ok,
         repo,
-        ThrowawayRoot, //
+        ThrowawayRoot,
+        VERSION, //
     },
     run,
     Guest,
-    Inputs,
-    DRAIN,
-    STUCK_REBOOT, //
+    Inputs, //
 };
 use std::{
     path::PathBuf,
@@ -41,7 +40,6 @@ use std::{
 };
 
 const DKMS_PACKAGE: &str = "rust-emergency-reset-dkms";
-const MODULE_VERSION: &str = "0.1.0";
 
 /// The `.deb` of `package` that `make deb` made (run before the tests).
 fn deb(package: &str) -> PathBuf {
@@ -86,7 +84,7 @@ fn only_these_kernels(sys: &ThrowawayRoot, kernels: &[String]) {
         .collect();
     sys.ok(&format!(
         "set -e
-         dkms remove rust_emergency_reset/{MODULE_VERSION} --all >/dev/null 2>&1 || true
+         dkms remove rust_emergency_reset/{VERSION} --all >/dev/null 2>&1 || true
          rm -rf /usr/src/rust_emergency_reset-* /var/lib/dkms/rust_emergency_reset
          find /usr/lib/modules -name 'rust_emergency_reset.ko*' -delete
          others=$(dpkg-query -W -f='${{Package}} ${{Status}}\\n' 'linux-headers-*' |
@@ -153,7 +151,7 @@ fn apt_install_builds_for_every_rust_kernel_upgrade_rebuilds_and_purge_leaves_no
     assert!(!out.contains("not built"), "{out}");
     let status = sys.ok("dkms status");
     for kernel in &kernels {
-        let line = format!("rust_emergency_reset/{MODULE_VERSION}, {kernel}, x86_64: installed");
+        let line = format!("rust_emergency_reset/{VERSION}, {kernel}, x86_64: installed");
         assert!(
             status.contains(&line),
             "no {line:?} in dkms status:\n{status}"
@@ -179,26 +177,8 @@ fn apt_install_builds_for_every_rust_kernel_upgrade_rebuilds_and_purge_leaves_no
         "{}: compressed (the guest's insmod takes a .ko)",
         ko.display()
     );
-    let scenario = format!(
-        "insmod /modules/rust_emergency_reset.ko\necho \"RER-LOADED rc=$?\"\n\
-         {STUCK_REBOOT}{DRAIN}\necho reset > /dev/emergency_reset\n"
-    );
-    let guest = Guest::new("deb_install_seed", &inputs, &scenario)
-        .without_our_module(&inputs)
-        .with_module(ko)
-        .with_module(inputs.test_module("rer_oops_transition"));
-    let booted = run(&guest, &inputs);
-    assert!(
-        booted.saw("RER-LOADED rc=0"),
-        "log {}",
-        booted.log.display()
-    );
-    assert!(
-        booted.saw("RER-REBOOT-STATE D"),
-        "log {}",
-        booted.log.display()
-    );
-    booted.assert_reset_by("/dev/emergency_reset", "kbd");
+    let guest = Guest::seed_with("deb_install_seed", &inputs, ko);
+    run(&guest, &inputs).assert_seed_reset();
     eprintln!(
         "deb_install: the seed scenario on {}: {}",
         kernels[0],
@@ -211,7 +191,7 @@ fn apt_install_builds_for_every_rust_kernel_upgrade_rebuilds_and_purge_leaves_no
     sys.ok(&format!(
         "set -e
          dpkg-deb -R {} /root/newer
-         sed -i 's/^Version: .*/Version: {MODULE_VERSION}-2/' /root/newer/DEBIAN/control
+         sed -i 's/^Version: .*/Version: {VERSION}-2/' /root/newer/DEBIAN/control
          dpkg-deb -b /root/newer /root/rust-emergency-reset-dkms_newer_all.deb
          rm -r /root/newer",
         deb(DKMS_PACKAGE).display()
@@ -224,7 +204,7 @@ fn apt_install_builds_for_every_rust_kernel_upgrade_rebuilds_and_purge_leaves_no
     );
     assert_eq!(
         sys.ok("dpkg-query -W -f='${Version}' rust-emergency-reset-dkms"),
-        format!("{MODULE_VERSION}-2")
+        format!("{VERSION}-2")
     );
     let status = sys.ok("dkms status");
     for kernel in &kernels {
@@ -289,7 +269,7 @@ fn a_failed_build_leaves_dpkg_clean_and_kernels_installed_later_are_built_or_ski
         seconds(step)
     );
     assert_eq!(rc, Some(0), "apt install:\n{out}");
-    let log = format!("/var/lib/dkms/rust_emergency_reset/{MODULE_VERSION}/build/make.log");
+    let log = format!("/var/lib/dkms/rust_emergency_reset/{VERSION}/build/make.log");
     assert!(
         out.contains(&format!(
             "the module is not built for {kernel} (DKMS's log: {log})"
@@ -343,7 +323,7 @@ fn a_failed_build_leaves_dpkg_clean_and_kernels_installed_later_are_built_or_ski
         seconds(step)
     );
     let status = sys.ok("dkms status");
-    let line = format!("rust_emergency_reset/{MODULE_VERSION}, {later}, x86_64: installed");
+    let line = format!("rust_emergency_reset/{VERSION}, {later}, x86_64: installed");
     assert!(status.contains(&line), "no {line:?} in:\n{status}\n{out}");
     let ko = installed_module(&sys, &later).unwrap_or_else(|| panic!("no module for {later}"));
     assert!(modinfo(&ko, "vermagic").starts_with(&format!("{later} ")));

@@ -21,9 +21,7 @@ use qemu_tests::{
     },
     run,
     Guest,
-    Inputs,
-    DRAIN,
-    STUCK_REBOOT, //
+    Inputs, //
 };
 use std::{
     path::PathBuf,
@@ -124,18 +122,8 @@ fn dkms_install_builds_and_installs_the_module_that_resets_debians_kernel() {
     );
 
     // Debian's vmlinuz loads the DKMS-built module and is reset by it in the seed scenario.
-    let scenario = format!(
-        "insmod /modules/rust_emergency_reset.ko\necho \"RER-LOADED rc=$?\"\n\
-         {STUCK_REBOOT}{DRAIN}\necho reset > /dev/emergency_reset\n"
-    );
-    let guest = Guest::new("debian_dkms_seed", &inputs, &scenario)
-        .without_our_module(&inputs)
-        .with_module(ko)
-        .with_module(inputs.test_module("rer_oops_transition"));
-    let out = run(&guest, &inputs);
-    assert!(out.saw("RER-LOADED rc=0"), "log {}", out.log.display());
-    assert!(out.saw("RER-REBOOT-STATE D"), "log {}", out.log.display());
-    out.assert_reset_by("/dev/emergency_reset", "kbd");
+    let guest = Guest::seed_with("debian_dkms_seed", &inputs, ko);
+    run(&guest, &inputs).assert_seed_reset();
 }
 
 #[test]
