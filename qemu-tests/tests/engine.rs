@@ -415,24 +415,33 @@ fn nmi_on_a_healthy_guest_resets() {
 fn an_nmi_takes_over_from_an_attempt_whose_cpu_stopped_for_good() {
     let inputs = inputs();
     // The shell on the CPU that takes the UART's interrupt (IRQ 4), through
-    // which its console output goes; the writer on the other one.
+    // which its console output goes; the writer on the other one. The stall
+    // is read by an observer started first, a process that never ran on the
+    // writer's CPU, while the shell, which ran there at boot, only waits: a
+    // CPU stopped with interrupts off never answers a TLB shootdown IPI, and
+    // x86 sends one now and then to every CPU a process's memory ever ran on
+    // (its periodic trim of mm_cpumask). Seen once, in a cold run on a loaded
+    // host, with the shell reading the stall itself: it never printed, most
+    // likely so.
     let scenario = format!(
         "{INSMOD} nmi=1\ninsmod /modules/rer_stall.ko\n{}\
          echo 1 > /sys/module/rer_stall/parameters/armed\n\
          uart=$(cat /proc/irq/4/effective_affinity_list)\nwriter=$((1 - uart))\n\
          taskset -p $((1 << uart)) $$ >/dev/null\n\
+         taskset $((1 << uart)) ash -c \"sleep 2; \
+         read stopped </sys/module/rer_stall/parameters/stopped; \
+         echo RER-STALLED \\$stopped cpu=$writer\" &\nobserver=$!\n\
          taskset $((1 << writer)) ash -c 'echo reset > /dev/emergency_reset; \
          echo RER-WRITE-RETURNED rc=$?' &\n\
-         sleep 1\nread stopped </sys/module/rer_stall/parameters/stopped\n\
-         echo \"RER-STALLED $stopped cpu=$writer\"\nsleep 8\n",
+         wait $observer\nsleep 8\n",
         show_text("rer_stall")
     );
     let guest = Guest::new("stalled_attempt_nmi", &inputs, &scenario)
         .with_module(inputs.test_module("rer_stall"));
     let mut vm = Vm::boot(&guest, &inputs);
     // The fault in place: the writer's CPU stopped inside the attempt, seen by
-    // the kprobe (its `stopped`, read by the shell on the other CPU, a second
-    // after the write began: past the bound) and by QEMU (CPU 1 spinning,
+    // the kprobe (its `stopped`, read by the observer on the other CPU, about
+    // two seconds after the write began: past the bound) and by QEMU (CPU 1 spinning,
     // interrupts off, in rer_stall's code, the shell's CPU not).
     let text = vm.module_text("rer_stall");
     let stalled = vm.line_starting_within("RER-STALLED ", Duration::from_secs(20));
