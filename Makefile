@@ -203,7 +203,7 @@ QEMU_TESTS = --test seed --test engine --test faults --test module_file --test p
 	--test dead_methods --test reset_path --test network --test lockdep --test cfi
 QEMU_TESTS_DEBIAN = --test seed --test engine --test faults --test module_file --test debian \
 	--test deb_install --test lockdown --test last_words --test dead_methods --test reset_path \
-	--test network --test tcg --test kdump --test secure_boot
+	--test network --test tcg --test kdump --test secure_boot --test harness
 # Every other flavour of Debian's kernel (DEBIAN_FLAVOURS after the first, which
 # is the primary kernel's) gets the core scenarios: the seed scenario and its
 # control, bad input and privileges, each method alone and the fallback, the

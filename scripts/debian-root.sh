@@ -23,8 +23,8 @@
 # machine would debootstrap it again and reinstall each kernel's headers and
 # linux-source in it (the KDIRs themselves are keyed by package and compiler
 # versions, not by the root, and would stay). As its own root it costs a cold
-# run one more debootstrap, made in the background set-up beside the test
-# kernel's build, and a warm run nothing. It holds build-essential, lintian
+# run one more debootstrap (in make check's deb step, in the test kernel's
+# leg), and a warm run nothing. It holds build-essential, lintian
 # and the Build-Depends of debian/control (apt-get build-dep), and no more, so
 # that dpkg-buildpackage's own check of the Build-Depends is a real one; the
 # trixie build root stays the plain machine the package is installed on
